@@ -1,0 +1,32 @@
+# Two commands on a fresh machine with Python >= 3.11, pip and make:
+#   make demo   create .venv, install the package, run `retgen-ref demo`
+#   make test   install the test and bench extras too, run the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.full: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $@ $(VENV)/.core
+
+demo: $(VENV)/.core
+	$(BIN)/retgen-ref demo
+
+test: $(VENV)/.full
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.full
+	$(BIN)/python benchmarks/bench_flat.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
