@@ -1,0 +1,59 @@
+"""Fixed-size max-heaps of ``(value, id)`` pairs, the selection structure of every index.
+
+A search keeps, per query, the k best candidates seen so far in a max-heap keyed on the
+value to *minimise* (squared L2 distance, or the negated similarity). The root is the worst
+kept candidate, so the hot loop tests a new candidate against ``vals[0]`` inline and calls
+:func:`heap_replace_top` only for the rare candidate that enters the top k.
+
+Ties are broken by id: the heap orders pairs lexicographically by ``(value, id)``, so
+:func:`heap_sort` returns results sorted by value and then by id, the same on every run.
+Empty slots hold ``(+inf, -1)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _greater(va, ia, vb, ib):
+    return va > vb or (va == vb and ia > ib)
+
+
+@njit(cache=True)
+def heap_replace_top(vals, ids, v, i):
+    """Replace the root of the max-heap ``(vals, ids)`` with ``(v, i)`` and sift it down."""
+    n = vals.shape[0]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= n:
+            break
+        right = child + 1
+        if right < n and _greater(vals[right], ids[right], vals[child], ids[child]):
+            child = right
+        if not _greater(vals[child], ids[child], v, i):
+            break
+        vals[pos] = vals[child]
+        ids[pos] = ids[child]
+        pos = child
+    vals[pos] = v
+    ids[pos] = i
+
+
+@njit(cache=True)
+def heap_sort(vals, ids):
+    """Sort a max-heap in place into ascending ``(value, id)`` order."""
+    n = vals.shape[0]
+    for end in range(n - 1, 0, -1):
+        top_v, top_i = vals[0], ids[0]
+        last_v, last_i = vals[end], ids[end]
+        vals[end] = top_v
+        ids[end] = top_i
+        heap_replace_top(vals[:end], ids[:end], last_v, last_i)
+
+
+def new_heaps(nq: int, k: int, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``nq`` empty heaps of size ``k``: values ``+inf`` and ids ``-1``."""
+    return np.full((nq, k), np.inf, dtype=dtype), np.full((nq, k), -1, dtype=np.int64)

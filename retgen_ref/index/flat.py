@@ -1,0 +1,72 @@
+"""FlatIndex: exact search over every stored vector (the brute-force baseline).
+
+Search cost is ``O(nq · n · d)``; see :mod:`retgen_ref.distances` for the kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..distances import exact_topk, squared_norms
+from .base import Index, register_index
+from .growable import GrowableRows
+
+
+@register_index
+class FlatIndex(Index):
+    """Exact k-NN index, the counterpart of FAISS ``IndexFlatL2`` / ``IndexFlatIP``.
+
+    Vectors are stored as float32 (unit-normalised for ``metric="cosine"``) with their
+    squared norms, in buffers that grow geometrically, so adding in many small batches
+    costs amortised ``O(n · d)`` in total.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from retgen_ref import FlatIndex
+    >>> index = FlatIndex(2)
+    >>> index.add(np.array([[0, 0], [1, 0], [0, 2]], dtype=np.float32))
+    >>> D, I = index.search(np.array([[0.9, 0.1]]), k=2)
+    >>> I.tolist(), D.round(2).tolist()
+    ([[1, 0]], [[0.02, 0.82]])
+    """
+
+    kind = "FlatIndex"
+
+    def __init__(self, d: int, metric: str = "l2"):
+        super().__init__(d, metric)
+        self._vectors = GrowableRows(self.d, np.float32)
+        self._norms = GrowableRows(None, np.float32)
+
+    @property
+    def ntotal(self) -> int:
+        return len(self._vectors)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """Read-only view of the stored vectors ``(ntotal, d)`` (unit rows for cosine)."""
+        return self._vectors.view()
+
+    def reset(self) -> None:
+        self._vectors.clear()
+        self._norms.clear()
+
+    def _add(self, x: np.ndarray) -> None:
+        self._vectors.append(x)
+        self._norms.append(squared_norms(x))
+
+    def _search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return exact_topk(xq, self._vectors.view(), self._norms.view(), k, self.metric)
+
+    def _state(self):
+        return {}, {"vectors": self._vectors.view()}
+
+    @classmethod
+    def _from_state(cls, params, arrays):
+        index = cls(params["d"], params["metric"])
+        vectors = arrays["vectors"]
+        if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != index.d:
+            raise ValueError(f"vectors have shape {vectors.shape} and dtype {vectors.dtype}")
+        if len(vectors):
+            index._add(np.ascontiguousarray(vectors))
+        return index
