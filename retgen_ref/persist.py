@@ -81,18 +81,19 @@ def load_state(path) -> tuple[str, dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is damaged or not a retgen_ref file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
-            names = set(z.files)
-            if "__format__" not in names or str(z["__format__"]) != FORMAT_NAME:
-                raise ValueError(f"{path} is not a retgen_ref file (no retgen_ref format tag)")
-            header = str(z["__header__"])
-            checksum = str(z["__checksum__"])
-            arrays = {n: z[n] for n in names if n not in _RESERVED}
-    except ValueError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+            entries = {name: z[name] for name in z.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
         raise ValueError(f"{path} is damaged or not a retgen_ref file: {exc}") from None
+    if "__format__" not in entries or str(entries["__format__"]) != FORMAT_NAME:
+        raise ValueError(f"{path} is not a retgen_ref file (no retgen_ref format tag)")
+    header = str(entries.pop("__header__", ""))
+    checksum = str(entries.pop("__checksum__", ""))
+    del entries["__format__"]
+    arrays = entries
     try:
         meta = json.loads(header)
         version, kind, params = meta["version"], meta["kind"], meta["params"]
