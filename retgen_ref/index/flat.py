@@ -27,7 +27,7 @@ class FlatIndex(Index):
     >>> index = FlatIndex(2)
     >>> index.add(np.array([[0, 0], [1, 0], [0, 2]], dtype=np.float32))
     >>> D, I = index.search(np.array([[0.9, 0.1]]), k=2)
-    >>> I.tolist(), D.round(2).tolist()
+    >>> I.tolist(), [[round(float(v), 2) for v in row] for row in D]
     ([[1, 0]], [[0.02, 0.82]])
     """
 
