@@ -16,8 +16,8 @@ so a single selection kernel serves all three: ``v_j = α‖x_j‖² + β q·x_j
 Two paths compute the products ``q·x_j``:
 
 * a batch of queries (``nq >= BLAS_THRESHOLD``) multiplies tiles of queries and stored
-  vectors with BLAS and merges each tile into per-query heaps in Numba, in parallel
-  across queries (:func:`merge_scores_topk`);
+  vectors with BLAS and merges each tile into per-query heaps, in parallel across blocks
+  of queries (:func:`blas_tiles_topk`);
 * a few queries are scanned directly by a Numba loop (:func:`scan_topk`), one query per
   thread, which avoids the cost of setting up a matrix product for a single row.
 """
@@ -28,12 +28,16 @@ import numpy as np
 from numba import njit, prange
 
 from .heap import heap_replace_top, heap_sort, new_heaps
+from .threads import single_threaded_blas
 
 #: Below this many queries the direct scan beats a matrix product (FAISS uses 20 too).
 BLAS_THRESHOLD = 20
-#: Tile sizes of the batch path: a tile of scores is QUERY_BLOCK × BASE_BLOCK float32.
-QUERY_BLOCK = 1024
-BASE_BLOCK = 8192
+#: Queries one thread multiplies at a time in the batch path. Fixed, so that the BLAS
+#: calls, and hence the rounding of every distance, do not depend on the thread count.
+QUERY_BLOCK = 64
+#: Stored vectors per tile of the batch path (a tile of scores is ≤ 256 × 4096 float32).
+BASE_BLOCK = 4096
+_CHUNK = 16
 
 # metric -> (alpha, beta, rows are unit-normalised)
 _METRIC_FORM = {"l2": (1.0, -2.0, False), "ip": (0.0, -1.0, False), "cosine": (0.0, -1.0, True)}
@@ -56,21 +60,47 @@ def squared_norms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
 
 
-@njit(parallel=True, cache=True)
-def merge_scores_topk(scores, base_norms, alpha, beta, offset, heap_vals, heap_ids):
-    """Merge one tile of inner products into the per-query heaps.
+@njit(fastmath=True, cache=True, inline="always")
+def _chunk_min(alpha, beta, base_norms, scores_row, j0, j1):
+    """Smallest candidate value in ``[j0, j1)``; a vectorised pre-filter for the merge."""
+    m = np.float32(np.inf)
+    for j in range(j0, j1):
+        m = min(m, alpha * base_norms[j] + beta * scores_row[j])
+    return m
 
-    ``scores[i, j] = q_i · x_{offset+j}``; candidate value ``α‖x‖² + β·score`` enters
-    heap ``i`` if it beats the heap's root. Parallel across queries only.
+
+@njit(parallel=True, cache=True)
+def blas_tiles_topk(queries, base, base_norms, alpha, beta, query_block, base_block,
+                    heap_vals, heap_ids):
+    """Batch path: per tile, a BLAS product of queries and stored vectors, then a merge.
+
+    Each thread takes whole blocks of ``query_block`` queries and walks the stored vectors
+    in blocks of ``base_block``: ``scores = Q_blk · X_blkᵀ`` (single-threaded BLAS, see
+    :func:`exact_topk`), then every candidate value ``α‖x‖² + β·score`` is merged into the
+    query's heap. The merge first takes the minimum of a chunk of 16 candidates (a
+    vectorised loop) and only walks the chunk if that minimum beats the heap's root, which
+    after the first blocks it rarely does. Parallel across query blocks only.
     """
-    nq, nb = scores.shape
-    for i in prange(nq):
-        hv = heap_vals[i]
-        hi = heap_ids[i]
-        for j in range(nb):
-            v = alpha * base_norms[j] + beta * scores[i, j]
-            if v < hv[0]:
-                heap_replace_top(hv, hi, v, offset + j)
+    nq, n = queries.shape[0], base.shape[0]
+    n_query_blocks = (nq + query_block - 1) // query_block
+    for qb in prange(n_query_blocks):
+        q0 = qb * query_block
+        q1 = min(q0 + query_block, nq)
+        for b0 in range(0, n, base_block):
+            b1 = min(b0 + base_block, n)
+            scores = np.dot(queries[q0:q1], base[b0:b1].T)
+            norms = base_norms[b0:b1]
+            for i in range(q1 - q0):
+                hv = heap_vals[q0 + i]
+                hi = heap_ids[q0 + i]
+                row = scores[i]
+                for c0 in range(0, b1 - b0, _CHUNK):
+                    c1 = min(c0 + _CHUNK, b1 - b0)
+                    if _chunk_min(alpha, beta, norms, row, c0, c1) < hv[0]:
+                        for j in range(c0, c1):
+                            v = alpha * norms[j] + beta * row[j]
+                            if v < hv[0]:
+                                heap_replace_top(hv, hi, v, b0 + j)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -129,13 +159,11 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
         scan_topk(queries, base, base_norms, np.float32(alpha), np.float32(beta),
                   heap_vals, heap_ids)
     else:
-        for q0 in range(0, nq, QUERY_BLOCK):
-            q1 = min(q0 + QUERY_BLOCK, nq)
-            for b0 in range(0, n, BASE_BLOCK):
-                b1 = min(b0 + BASE_BLOCK, n)
-                scores = queries[q0:q1] @ base[b0:b1].T
-                merge_scores_topk(scores, base_norms[b0:b1], np.float32(alpha),
-                                  np.float32(beta), b0, heap_vals[q0:q1], heap_ids[q0:q1])
+        # Threads split the queries, so each BLAS call must stay on its own thread: a
+        # multi-threaded BLAS inside our parallel loop would oversubscribe the cores.
+        with single_threaded_blas():
+            blas_tiles_topk(queries, base, base_norms, np.float32(alpha), np.float32(beta),
+                            QUERY_BLOCK, BASE_BLOCK, heap_vals, heap_ids)
     sort_heaps(heap_vals, heap_ids)
     if metric == "l2":
         heap_vals += squared_norms(queries)[:, None]

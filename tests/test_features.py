@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy.special import logsumexp
 
 from retgen_ref.features import (
     PositiveRandomFeatures,
@@ -188,12 +189,20 @@ def test_stabilizers_cancel_and_output_is_a_convex_combination(nq, n, scale, see
         np.testing.assert_allclose(out, pq @ (pk.T @ V) / den[:, None], rtol=1e-8, atol=1e-12)
 
 
-def test_stabilizer_rescues_large_norms():
+def test_stabilizers_rescue_large_norms_where_plain_features_underflow():
     rng = np.random.default_rng(0)
-    Q, K, V = rng.normal(size=(3, 4)) * 40, rng.normal(size=(6, 4)) * 40, rng.normal(size=(6, 2))
+    Q, K, V = rng.normal(size=(3, 4)) * 60, rng.normal(size=(6, 4)) * 60, rng.normal(size=(6, 2))
     fm = PositiveRandomFeatures(4, 128, seed=0)
+    with np.errstate(under="ignore"):
+        assert np.all(fm.transform(K) == 0)  # the unstabilised features are useless here
     assert np.all(fm.transform(Q, stabilizer="row").max(axis=1) == 1.0)
-    assert np.isfinite(kernel_attention(Q, K, V, fm)).all()
+    # reference in log space: log w_ij = logsumexp_l(log φ_l(q_i) + log φ_l(k_j))
+    lq = Q @ fm.omega_.T - 0.5 * (Q**2).sum(1, keepdims=True)
+    lk = K @ fm.omega_.T - 0.5 * (K**2).sum(1, keepdims=True)
+    log_w = logsumexp(lq[:, None, :] + lk[None, :, :], axis=2)
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(kernel_attention(Q, K, V, fm), w @ V / w.sum(1, keepdims=True),
+                               rtol=1e-9, atol=1e-12)
 
 
 @settings(max_examples=40, deadline=None)

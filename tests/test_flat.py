@@ -159,3 +159,17 @@ def test_property_distances_match_reference(data, k, metric):
     for row in I:  # no id twice
         ids = row[row >= 0]
         assert len(set(ids.tolist())) == len(ids)
+
+
+@pytest.mark.parametrize("nq", [5, 300])
+def test_results_do_not_depend_on_the_thread_count(nq):
+    from retgen_ref import num_threads
+
+    xb, xq = _data(20000, 32, nq, seed=4)
+    index = FlatIndex(32)
+    index.add(xb)
+    with num_threads(1):
+        D1, I1 = index.search(xq, 10)
+    with num_threads(2):
+        D2, I2 = index.search(xq, 10)
+    assert np.array_equal(I1, I2) and np.array_equal(D1, D2)
