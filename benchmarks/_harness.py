@@ -56,9 +56,32 @@ def threads(n: int):
 def machine() -> dict:
     import numba
 
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "numba": numba.__version__, "cpu": platform.processor() or platform.machine(),
+    info = {"python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__, "cpu": _cpu_model(),
             "cores": numba.config.NUMBA_NUM_THREADS}
+    try:
+        import faiss
+        info["faiss"] = faiss.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def machine_line(info: dict) -> str:
+    """One readable line for the docs: cpu, cores and library versions."""
+    versions = ", ".join(f"{k} {info[k]}" for k in ("python", "numpy", "numba", "faiss")
+                         if k in info)
+    return f'{info["cpu"]}, {info["cores"]} cores; {versions}'
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_json(name: str, payload: dict) -> Path:

@@ -20,7 +20,7 @@ import argparse
 
 import numpy as np
 
-from _harness import (machine, markdown_table, median_seconds, replace_doc_section,
+from _harness import (machine, machine_line, markdown_table, median_seconds, replace_doc_section,
                       threads, write_json)
 from retgen_ref import FlatIndex
 from retgen_ref.synthetic import clustered_unit_vectors, gaussian_mixture
@@ -102,7 +102,7 @@ def main():
     replace_doc_section("bench_flat", "## Exact search: FlatIndex vs FAISS\n\n"
                         "`python benchmarks/bench_flat.py` (k = 10; JSON in "
                         "`benchmarks/results/flat.json`). Machine: "
-                        f'{payload["machine"]}.\n\n' + table)
+                        f'{machine_line(payload["machine"])}.\n\n' + table)
     print(f"wrote {path} and docs/benchmarks.md")
 
 

@@ -7,13 +7,17 @@ papers' claims checked by computation. Public names are importable from here dir
 from .attention import (RetrievalResult, attention_weights, dropped_mass,
                         multi_head_attention, retrieval_attention, softmax_attention,
                         topk_error_bound)
+from .features import (PositiveRandomFeatures, RandomFourierFeatures, kernel_attention,
+                       kernel_matrix, paper_kernel_estimate)
 from .index import FlatIndex, Index, load_index
 from .threads import num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FlatIndex", "Index", "RetrievalResult", "attention_weights", "dropped_mass",
-    "load_index", "multi_head_attention", "num_threads", "retrieval_attention",
-    "softmax_attention", "topk_error_bound", "__version__",
+    "FlatIndex", "Index", "PositiveRandomFeatures", "RandomFourierFeatures",
+    "RetrievalResult", "attention_weights", "dropped_mass", "kernel_attention",
+    "kernel_matrix", "load_index", "multi_head_attention", "num_threads",
+    "paper_kernel_estimate", "retrieval_attention", "softmax_attention",
+    "topk_error_bound", "__version__",
 ]

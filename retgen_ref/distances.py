@@ -24,6 +24,7 @@ Two paths compute the products ``q·x_j``:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -32,10 +33,13 @@ from .threads import single_threaded_blas
 
 #: Below this many queries the direct scan beats a matrix product (FAISS uses 20 too).
 BLAS_THRESHOLD = 20
-#: Queries one thread multiplies at a time in the batch path. Fixed, so that the BLAS
-#: calls, and hence the rounding of every distance, do not depend on the thread count.
-QUERY_BLOCK = 64
-#: Stored vectors per tile of the batch path (a tile of scores is ≤ 256 × 4096 float32).
+#: Most queries one thread multiplies at a time in the batch path (measured best on
+#: 2 cores: benchmarks/bench_flat.py). The block size depends on the batch and on the
+#: machine's core count, never on ``num_threads``, so the BLAS calls, and the rounding of
+#: every distance, are the same whatever the thread count.
+QUERY_BLOCK = 512
+MIN_QUERY_BLOCK = 32
+#: Stored vectors per tile of the batch path (a tile of scores is ≤ 512 × 4096 float32).
 BASE_BLOCK = 4096
 _CHUNK = 16
 
@@ -161,9 +165,11 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
     else:
         # Threads split the queries, so each BLAS call must stay on its own thread: a
         # multi-threaded BLAS inside our parallel loop would oversubscribe the cores.
+        per_core = -(-nq // numba.config.NUMBA_NUM_THREADS)
+        query_block = min(QUERY_BLOCK, max(MIN_QUERY_BLOCK, per_core))
         with single_threaded_blas():
             blas_tiles_topk(queries, base, base_norms, np.float32(alpha), np.float32(beta),
-                            QUERY_BLOCK, BASE_BLOCK, heap_vals, heap_ids)
+                            query_block, BASE_BLOCK, heap_vals, heap_ids)
     sort_heaps(heap_vals, heap_ids)
     if metric == "l2":
         heap_vals += squared_norms(queries)[:, None]
