@@ -4,6 +4,11 @@ Attention as retrieval (``retgen.md`` §2), the vector-search kernels it runs on
 papers' claims checked by computation. Public names are importable from here directly.
 """
 
+from ._jit import kernel_cache
+
+with kernel_cache():
+    from . import distances, heap  # noqa: F401  (compiled kernels live here)
+
 from .attention import (RetrievalResult, attention_weights, dropped_mass,
                         multi_head_attention, retrieval_attention, softmax_attention,
                         topk_error_bound)

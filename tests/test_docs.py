@@ -1,4 +1,4 @@
-"""The docs are executed: every ```python block runs, and an ```output block right after
+"""The docs (and the README) are executed: every ```python block runs, and an ```output block right after
 it must equal what the block printed. So every number printed in docs/ comes from code.
 
 After editing a chapter, regenerate its output blocks from a real run with
@@ -20,7 +20,8 @@ _BLOCK = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
 def _chapters():
-    return sorted(p for p in DOCS.glob("*.md") if _BLOCK.search(p.read_text()))
+    pages = [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]
+    return [p for p in pages if "```python" in p.read_text()]
 
 
 def doc_blocks(text: str):

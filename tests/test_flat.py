@@ -61,6 +61,15 @@ def test_ties_are_broken_by_id(nq):
     assert (I == I[0]).all()
 
 
+@pytest.mark.parametrize("nq", [3, 30])
+def test_many_equal_distances_come_back_in_id_order(nq):
+    xb = np.zeros((50, 3), dtype=np.float32)  # every stored vector at the same point
+    index = FlatIndex(3)
+    index.add(xb)
+    D, I = index.search(np.ones((nq, 3)), 20)
+    assert (I == np.arange(20)).all() and (D == 3).all()
+
+
 @pytest.mark.parametrize("metric,pad", [("l2", np.inf), ("ip", -np.inf), ("cosine", -np.inf)])
 @pytest.mark.parametrize("nq", [2, 25])
 def test_k_larger_than_ntotal_is_padded(metric, pad, nq):
