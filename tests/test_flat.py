@@ -182,3 +182,20 @@ def test_results_do_not_depend_on_the_thread_count(nq):
     with num_threads(2):
         D2, I2 = index.search(xq, 10)
     assert np.array_equal(I1, I2) and np.array_equal(D1, D2)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("nq", [4, 64])
+def test_parity_with_faiss_flat(metric, nq):
+    faiss = pytest.importorskip("faiss")
+    xb, xq = _data(4000, 32, nq, seed=5)
+    ours = FlatIndex(32, metric)
+    ours.add(xb)
+    if metric == "cosine":  # FAISS's recipe: normalise, then inner product
+        xb, xq = xb / np.linalg.norm(xb, axis=1, keepdims=True), xq / np.linalg.norm(xq, axis=1, keepdims=True)
+    peer = faiss.IndexFlatL2(32) if metric == "l2" else faiss.IndexFlatIP(32)
+    peer.add(xb)
+    D, I = ours.search(xq, 10)
+    D_peer, I_peer = peer.search(xq, 10)
+    np.testing.assert_allclose(D, D_peer, rtol=1e-5, atol=1e-4)
+    assert (I == I_peer).mean() > 0.99
