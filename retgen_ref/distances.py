@@ -28,7 +28,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .heap import heap_replace_top, heap_sort, new_heaps
+from .heap import EMPTY, heap_replace_top, heap_sort, new_heaps
 from .threads import single_threaded_blas
 
 #: Below this many queries the direct scan beats a matrix product (FAISS uses 20 too).
@@ -41,7 +41,7 @@ QUERY_BLOCK = 512
 MIN_QUERY_BLOCK = 32
 #: Stored vectors per tile of the batch path (a tile of scores is ≤ 512 × 4096 float32).
 BASE_BLOCK = 4096
-_CHUNK = 16
+_CHUNK = 32
 
 # metric -> (alpha, beta, rows are unit-normalised)
 _METRIC_FORM = {"l2": (1.0, -2.0, False), "ip": (0.0, -1.0, False), "cosine": (0.0, -1.0, True)}
@@ -64,16 +64,7 @@ def squared_norms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _chunk_min(alpha, beta, base_norms, scores_row, j0, j1):
-    """Smallest candidate value in ``[j0, j1)``; a vectorised pre-filter for the merge."""
-    m = np.float32(np.inf)
-    for j in range(j0, j1):
-        m = min(m, alpha * base_norms[j] + beta * scores_row[j])
-    return m
-
-
-@njit(parallel=True, cache=True)
+@njit(parallel=True, fastmath=True, cache=True)
 def blas_tiles_topk(queries, base, base_norms, alpha, beta, query_block, base_block,
                     heap_vals, heap_ids):
     """Batch path: per tile, a BLAS product of queries and stored vectors, then a merge.
@@ -81,9 +72,9 @@ def blas_tiles_topk(queries, base, base_norms, alpha, beta, query_block, base_bl
     Each thread takes whole blocks of ``query_block`` queries and walks the stored vectors
     in blocks of ``base_block``: ``scores = Q_blk · X_blkᵀ`` (single-threaded BLAS, see
     :func:`exact_topk`), then every candidate value ``α‖x‖² + β·score`` is merged into the
-    query's heap. The merge first takes the minimum of a chunk of 16 candidates (a
-    vectorised loop) and only walks the chunk if that minimum beats the heap's root, which
-    after the first blocks it rarely does. Parallel across query blocks only.
+    query's heap. The merge first counts, in a vectorised loop, the candidates of a chunk
+    of 32 that beat the heap's root, and walks the chunk only if there are any, which after
+    the first blocks is rare. Parallel across query blocks only.
     """
     nq, n = queries.shape[0], base.shape[0]
     n_query_blocks = (nq + query_block - 1) // query_block
@@ -93,18 +84,22 @@ def blas_tiles_topk(queries, base, base_norms, alpha, beta, query_block, base_bl
         for b0 in range(0, n, base_block):
             b1 = min(b0 + base_block, n)
             scores = np.dot(queries[q0:q1], base[b0:b1].T)
-            norms = base_norms[b0:b1]
             for i in range(q1 - q0):
                 hv = heap_vals[q0 + i]
                 hi = heap_ids[q0 + i]
-                row = scores[i]
-                for c0 in range(0, b1 - b0, _CHUNK):
-                    c1 = min(c0 + _CHUNK, b1 - b0)
-                    if _chunk_min(alpha, beta, norms, row, c0, c1) < hv[0]:
-                        for j in range(c0, c1):
+                for c0 in range(b0, b1, _CHUNK):
+                    # Slices (not offset indexing) let LLVM vectorise the counting loop.
+                    row = scores[i, c0 - b0:min(c0 - b0 + _CHUNK, b1 - b0)]
+                    norms = base_norms[c0:c0 + row.shape[0]]
+                    threshold = hv[0]
+                    hits = 0
+                    for j in range(row.shape[0]):
+                        hits += alpha * norms[j] + beta * row[j] < threshold
+                    if hits:
+                        for j in range(row.shape[0]):
                             v = alpha * norms[j] + beta * row[j]
                             if v < hv[0]:
-                                heap_replace_top(hv, hi, v, b0 + j)
+                                heap_replace_top(hv, hi, v, c0 + j)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -171,9 +166,11 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
             blas_tiles_topk(queries, base, base_norms, np.float32(alpha), np.float32(beta),
                             query_block, BASE_BLOCK, heap_vals, heap_ids)
     sort_heaps(heap_vals, heap_ids)
+    empty = heap_ids < 0
     if metric == "l2":
         heap_vals += squared_norms(queries)[:, None]
         np.maximum(heap_vals, 0.0, out=heap_vals)
     else:
         np.negative(heap_vals, out=heap_vals)
+    heap_vals[empty] = np.inf if metric == "l2" else -np.inf
     return heap_vals, heap_ids

@@ -7,7 +7,9 @@ kept candidate, so the hot loop tests a new candidate against ``vals[0]`` inline
 
 Ties are broken by id: the heap orders pairs lexicographically by ``(value, id)``, so
 :func:`heap_sort` returns results sorted by value and then by id, the same on every run.
-Empty slots hold ``(+inf, -1)``.
+Empty slots hold ``(EMPTY, -1)`` with ``EMPTY`` the largest finite float32, as in FAISS:
+no infinity ever enters a kernel, so kernels may use ``fastmath`` (which assumes finite
+values); searches turn the empty slots into ``±inf`` padding at the end.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def heap_sort(vals, ids):
         heap_replace_top(vals[:end], ids[:end], last_v, last_i)
 
 
-def new_heaps(nq: int, k: int, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``nq`` empty heaps of size ``k``: values ``+inf`` and ids ``-1``."""
-    return np.full((nq, k), np.inf, dtype=dtype), np.full((nq, k), -1, dtype=np.int64)
+EMPTY = np.finfo(np.float32).max
+
+
+def new_heaps(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``nq`` empty float32 heaps of size ``k``: values ``EMPTY`` and ids ``-1``."""
+    return np.full((nq, k), EMPTY, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)
