@@ -98,6 +98,18 @@ def kmeans_plus_plus(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -
     return seeds
 
 
+def _unit_rows(rows: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm; a zero row (its points sum to 0) takes ``fallback``'s row.
+
+    For a cluster whose points sum to zero every unit centre has the same objective, so
+    keeping the previous one never increases it.
+    """
+    zero = ~np.any(rows, axis=1)
+    rows = normalise_rows(rows)
+    rows[zero] = fallback[zero]
+    return rows
+
+
 class KMeans:
     """k-means clustering with Lloyd iterations in Numba, FAISS's defaults.
 
@@ -176,7 +188,11 @@ class KMeans:
         else:
             seeds = kmeans_plus_plus(x, self.n_clusters, rng)
         centres = x[seeds].copy()
-        return normalise_rows(centres) if self.spherical else centres
+        if self.spherical:  # a zero seed has no direction: give it the first axis
+            fallback = np.zeros_like(centres)
+            fallback[:, 0] = 1.0
+            centres = _unit_rows(centres, fallback)
+        return centres
 
     def _assign(self, x: np.ndarray, centres: np.ndarray):
         """Nearest centre of every row and its squared distance (float32)."""
@@ -198,7 +214,7 @@ class KMeans:
         new = centres.astype(np.float64)
         new[filled] = sums[filled] / counts[filled, None]
         new = new.astype(np.float32)
-        return (normalise_rows(new) if self.spherical else new), assign
+        return (_unit_rows(new, centres) if self.spherical else new), assign
 
     @staticmethod
     def _split_into(empty, x, assign, sums, counts, rng) -> bool:
