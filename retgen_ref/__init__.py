@@ -6,24 +6,23 @@ papers' claims checked by computation. Public names are importable from here dir
 
 from ._jit import kernel_cache
 
+# Every module with compiled kernels is imported here, inside kernel_cache() (see _jit.py).
 with kernel_cache():
-    from . import distances, heap, kmeans  # noqa: F401  (compiled kernels live here)
-
-from .attention import (RetrievalResult, attention_weights, dropped_mass,
-                        multi_head_attention, retrieval_attention, softmax_attention,
-                        topk_error_bound)
-from .features import (PositiveRandomFeatures, RandomFourierFeatures, kernel_attention,
-                       kernel_matrix, paper_kernel_estimate)
-from .index import FlatIndex, Index, load_index
-from .kmeans import KMeans
-from .threads import num_threads
+    from .attention import (RetrievalResult, attention_weights, dropped_mass,
+                            multi_head_attention, retrieval_attention, softmax_attention,
+                            topk_error_bound)
+    from .features import (PositiveRandomFeatures, RandomFourierFeatures, kernel_attention,
+                           kernel_matrix, paper_kernel_estimate)
+    from .index import FlatIndex, Index, IVFFlatIndex, load_index
+    from .kmeans import KMeans
+    from .threads import num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FlatIndex", "Index", "KMeans", "PositiveRandomFeatures", "RandomFourierFeatures",
-    "RetrievalResult", "attention_weights", "dropped_mass", "kernel_attention",
-    "kernel_matrix", "load_index", "multi_head_attention", "num_threads",
-    "paper_kernel_estimate", "retrieval_attention", "softmax_attention",
+    "FlatIndex", "IVFFlatIndex", "Index", "KMeans", "PositiveRandomFeatures",
+    "RandomFourierFeatures", "RetrievalResult", "attention_weights", "dropped_mass",
+    "kernel_attention", "kernel_matrix", "load_index", "multi_head_attention",
+    "num_threads", "paper_kernel_estimate", "retrieval_attention", "softmax_attention",
     "topk_error_bound", "__version__",
 ]

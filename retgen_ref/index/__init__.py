@@ -2,5 +2,6 @@
 
 from .base import Index, load_index
 from .flat import FlatIndex
+from .ivf import IVFFlatIndex
 
-__all__ = ["Index", "FlatIndex", "load_index"]
+__all__ = ["Index", "FlatIndex", "IVFFlatIndex", "load_index"]
