@@ -16,9 +16,8 @@ METRICS = ["l2", "ip", "cosine"]
 
 @pytest.fixture(scope="module")
 def data():
-    x = gaussian_mixture(6000, 16, n_clusters=30, seed=0)
-    xq = gaussian_mixture(60, 16, n_clusters=30, seed=1)
-    return x, xq
+    both = gaussian_mixture(6060, 16, n_clusters=30, seed=0)  # queries: same mixture
+    return both[:6000], both[6000:]
 
 
 def _recall(I, I_ref):
@@ -174,8 +173,8 @@ def test_save_load_round_trip(data, tmp_path, trained):
 
 def test_recall_parity_with_faiss_ivfflat():
     faiss = pytest.importorskip("faiss")
-    x = gaussian_mixture(20000, 32, n_clusters=50, seed=5)
-    xq = gaussian_mixture(200, 32, n_clusters=50, seed=6)
+    both = gaussian_mixture(20200, 32, n_clusters=50, seed=5)
+    x, xq = both[:20000], both[20000:]
     exact = FlatIndex(32)
     exact.add(x)
     I_ref = exact.search(xq, 10)[1]
