@@ -13,7 +13,7 @@ from retgen_ref.index.invlists import InvertedLists
 def _contents(lists):
     out = {}
     for l in range(lists.nlist):
-        rows, ids = lists.list_entries(l)
+        rows, ids = lists.list_entries(l, "rows")
         out[l] = sorted(zip(ids.tolist(), rows[:, 0].tolist()))
     return out
 
@@ -23,13 +23,13 @@ def _contents(lists):
                         max_size=25),
        removals=st.lists(st.integers(0, 600), max_size=30))
 def test_property_lists_hold_exactly_what_was_added_minus_removed(batches, removals):
-    lists = InvertedLists(7, 2, np.float32)
+    lists = InvertedLists(7, {"rows": (2, np.float32)})
     expected = {l: [] for l in range(7)}
     next_id = 0
     for batch in batches:
         ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
         rows = np.stack([ids, ids], axis=1).astype(np.float32) if batch else np.empty((0, 2), np.float32)
-        lists.add(np.array(batch, dtype=np.int64), rows, ids)
+        lists.add(np.array(batch, dtype=np.int64), {"rows": rows, "ids": ids})
         for l, i in zip(batch, ids.tolist()):
             expected[l].append((i, float(i)))
         next_id += len(batch)
@@ -47,18 +47,20 @@ def test_property_lists_hold_exactly_what_was_added_minus_removed(batches, remov
 
 @pytest.mark.parametrize("nlist", [1, 4, 64])
 def test_growth_is_amortised_not_quadratic(nlist):
-    lists = InvertedLists(nlist, 1, np.float32)
+    lists = InvertedLists(nlist, {"rows": (1, np.float32)})
     n = 5000
     for step in range(n):  # one row at a time: the worst case for re-copying
-        lists.add(np.array([step % nlist]), np.zeros((1, 1), np.float32), np.array([step]))
+        lists.add(np.array([step % nlist]), {"rows": np.zeros((1, 1), np.float32),
+                                             "ids": np.array([step])})
     assert lists.ntotal == n
     assert lists.rows_moved <= 12 * n  # geometric growth: O(n) rows copied in all (quadratic: ~n²/nlist)
-    assert len(lists.pool) <= 4 * n + 64 * nlist
+    assert len(lists.ids) <= 4 * n + 64 * nlist
 
 
 def test_state_round_trip():
-    lists = InvertedLists(3, 2, np.uint8)
-    lists.add(np.array([0, 2, 2, 1]), np.arange(8, dtype=np.uint8).reshape(4, 2),
-              np.array([10, 11, 12, 13]))
-    again = InvertedLists.from_state(3, 2, np.uint8, lists.state("x_"), "x_")
+    fields = {"rows": (2, np.uint8)}
+    lists = InvertedLists(3, fields)
+    lists.add(np.array([0, 2, 2, 1]), {"rows": np.arange(8, dtype=np.uint8).reshape(4, 2),
+                                       "ids": np.array([10, 11, 12, 13])})
+    again = InvertedLists.from_state(3, fields, lists.state("x_"), "x_")
     assert _contents(again) == _contents(lists)

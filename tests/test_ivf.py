@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from retgen_ref import FlatIndex, IVFFlatIndex, load_index, num_threads
+from retgen_ref import FlatIndex, IVFFlatIndex, IVFPQIndex, load_index, num_threads
 from retgen_ref.reference import exact_search, pairwise_scores
 from retgen_ref.synthetic import gaussian_mixture
 
@@ -67,7 +67,7 @@ def test_every_vector_sits_in_the_list_of_its_nearest_centroid(data):
     index = _trained(x, "l2")
     nearest = pairwise_scores(x, index.centroids, "l2").argmin(axis=1)
     for l in range(index.nlist):
-        _, ids = index.lists.list_entries(l)
+        _, ids = index.lists.list_entries(l, "vectors")
         assert (nearest[ids] == l).all()
 
 
@@ -183,6 +183,109 @@ def test_recall_parity_with_faiss_ivfflat():
     peer.train(x)
     peer.add(x)
     for nprobe in (1, 4, 16):
+        ours.nprobe = peer.nprobe = nprobe
+        r_ours = _recall(ours.search(xq, 10)[1], I_ref)
+        r_peer = _recall(peer.search(xq, 10)[1], I_ref)
+        assert r_ours >= r_peer - 0.02, (nprobe, r_ours, r_peer)
+
+
+# -- IVF-PQ ---------------------------------------------------------------------------------
+def _reconstructions(index):
+    """id -> the vector the index's codes stand for (y_l + decoded residual, or decoded x)."""
+    out = {}
+    for l in range(index.nlist):
+        codes, ids = index.lists.list_entries(l, "codes")
+        if len(ids):
+            rec = index.pq.decode(codes) + (index.centroids[l] if index.by_residual else 0)
+            out.update(zip(ids.tolist(), rec))
+    return out
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("by_residual", [True, False])
+def test_pq_distances_are_exact_distances_to_the_reconstructions(data, metric, by_residual):
+    """The precomputed-table algebra: D equals ‖q − x̂‖² (or q·x̂) for the returned x̂."""
+    x, xq = data
+    index = _trained(x, metric, nlist=16, cls=IVFPQIndex, m=4, nbits=6, by_residual=by_residual)
+    index.nprobe = 16
+    D, I = index.search(xq, 8)
+    rec = _reconstructions(index)
+    xhat = np.array([[rec[i] for i in row] for row in I], dtype=np.float64)
+    q = xq.astype(np.float64)[:, None, :]
+    expected = ((q - xhat) ** 2).sum(-1) if metric == "l2" else (q * xhat).sum(-1)
+    np.testing.assert_allclose(D, expected, rtol=1e-4, atol=1e-3)
+    # and they are the best reconstructions: brute force over all of them
+    all_ids = np.array(sorted(rec))
+    all_rec = np.array([rec[i] for i in all_ids], dtype=np.float64)
+    D_ref, _ = exact_search(xq, all_rec, 8, metric)
+    np.testing.assert_allclose(D, D_ref, rtol=1e-4, atol=1e-3)
+
+
+def test_pq_refine_with_every_candidate_is_exact(data):
+    x, xq = data
+    index = _trained(x, "l2", nlist=16, cls=IVFPQIndex, m=4, store_vectors=True)
+    index.nprobe = 16
+    index.refine_k = len(x)
+    D, I = index.search(xq, 10)
+    D_ref, I_ref = exact_search(xq, x, 10, "l2")
+    np.testing.assert_allclose(D, D_ref, rtol=1e-4, atol=1e-4)
+    assert _recall(I, I_ref) == 1.0
+
+
+def test_pq_refine_improves_recall(data):
+    x, xq = data
+    index = _trained(x, "l2", nlist=16, cls=IVFPQIndex, m=2, nbits=4, store_vectors=True)
+    index.nprobe = 4
+    I_ref = exact_search(xq, x, 10, "l2")[1]
+    plain = _recall(index.search(xq, 10)[1], I_ref)
+    index.refine_k = 100
+    assert _recall(index.search(xq, 10)[1], I_ref) > plain + 0.1
+
+
+def test_pq_errors(data):
+    x, _ = data
+    with pytest.raises(ValueError, match="m=5 does not divide d=16"):
+        IVFPQIndex(16, 8, m=5)
+    index = IVFPQIndex(16, 8, m=4)
+    with pytest.raises(ValueError, match="store_vectors=True"):
+        index.refine_k = 10
+    with pytest.raises(ValueError, match="must be trained before add"):
+        index.add(x)
+
+
+@pytest.mark.parametrize("store_vectors", [False, True])
+def test_pq_save_load_round_trip(data, tmp_path, store_vectors):
+    x, xq = data
+    index = _trained(x, "ip", nlist=8, cls=IVFPQIndex, m=4, store_vectors=store_vectors,
+                     seed=4)
+    index.nprobe = 3
+    if store_vectors:
+        index.refine_k = 20
+    index.save(tmp_path / "ivfpq")
+    loaded = load_index(tmp_path / "ivfpq")
+    assert type(loaded) is IVFPQIndex and loaded.refine_k == index.refine_k
+    for a, b in zip(loaded.search(xq, 5), index.search(xq, 5)):
+        assert np.array_equal(a, b)
+
+
+def test_pq_same_seed_same_codes(data):
+    x, _ = data
+    a = _trained(x, "l2", nlist=8, cls=IVFPQIndex, m=4, seed=9)
+    b = _trained(x, "l2", nlist=8, cls=IVFPQIndex, m=4, seed=9)
+    assert np.array_equal(a.pq.codebooks_, b.pq.codebooks_)
+    assert np.array_equal(a.lists.columns["codes"], b.lists.columns["codes"])
+
+
+def test_recall_parity_with_faiss_ivfpq():
+    faiss = pytest.importorskip("faiss")
+    both = gaussian_mixture(20200, 32, n_clusters=50, seed=5)
+    x, xq = both[:20000], both[20000:]
+    I_ref = exact_search(xq, x, 10, "l2")[1]
+    ours = _trained(x, "l2", nlist=64, cls=IVFPQIndex, m=8)
+    peer = faiss.IndexIVFPQ(faiss.IndexFlatL2(32), 32, 64, 8, 8)
+    peer.train(x)
+    peer.add(x)
+    for nprobe in (1, 8):
         ours.nprobe = peer.nprobe = nprobe
         r_ours = _recall(ours.search(xq, 10)[1], I_ref)
         r_peer = _recall(peer.search(xq, 10)[1], I_ref)

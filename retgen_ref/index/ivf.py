@@ -25,6 +25,7 @@ from .._validation import as_array, check_int
 from ..distances import exact_topk, sort_heaps, squared_norms
 from ..heap import new_heaps
 from ..kmeans import KMeans
+from ..pq import ProductQuantizer
 from .base import Index, register_index
 from .invlists import InvertedLists
 from .ivf_kernels import scan_flat_lists, scan_pq_lists
@@ -105,7 +106,7 @@ class _IVFIndex(Index):
 
     def _add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
         lists = self._assign(x)
-        self.lists.add(lists, self._encode(x, lists), ids)
+        self.lists.add(lists, {"ids": ids, **self._entries(x, lists)})
         if len(ids):
             self._next_id = max(self._next_id, int(ids.max()) + 1)
 
@@ -123,16 +124,32 @@ class _IVFIndex(Index):
     # -- searching ----------------------------------------------------------------------
     def _search(self, xq: np.ndarray, k: int):
         coarse, probes = self._coarse_search(xq, self.nprobe)
-        heap_vals, heap_pos = new_heaps(len(xq), k)
+        heap_vals, heap_pos = new_heaps(len(xq), self._n_candidates(k))
         scanned = np.zeros(len(xq), dtype=np.int64)
         self._scan(xq, coarse, probes, heap_vals, heap_pos, scanned)
         sort_heaps(heap_vals, heap_pos)
-        D, I = self._finish(xq, heap_vals, heap_pos, k)
+        D, I = self._finish(*self._refine(xq, heap_vals, heap_pos, k))
         self.last_search_stats = {"coarse_distances": self.nlist,
                                   "entries_scanned": scanned}
         return D, I
 
-    def _finish(self, xq, heap_vals, heap_pos, k):
+    def _n_candidates(self, k: int) -> int:
+        """How many candidates the list scan keeps per query (more if re-ranked)."""
+        return k
+
+    def _refine(self, xq, heap_vals, heap_pos, k):
+        """Re-rank the scanned candidates; the base class keeps them as they are."""
+        return heap_vals, heap_pos
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays the index holds (centroids, lists, codec tables)."""
+        if not self.is_trained:
+            return 0
+        lists = sum(c.nbytes for c in self.lists.columns.values()) + 3 * 8 * self.nlist
+        return self.centroids.nbytes + lists + sum(a.nbytes for a in self._codec_state().values())
+
+    def _finish(self, heap_vals, heap_pos):
         """Heap values and pool positions -> FAISS-style ``(D, I)``."""
         empty = heap_pos < 0
         ids = np.where(empty, -1, self.lists.ids[np.maximum(heap_pos, 0)])
@@ -160,13 +177,13 @@ class _IVFIndex(Index):
                 raise ValueError(f"centroids have shape {centroids.shape}")
             index.centroids = centroids.copy()
             index._load_codec(arrays)
-            width, dtype = index._list_layout()
-            index.lists = InvertedLists.from_state(index.nlist, width, dtype, arrays, "lists_")
+            index.lists = InvertedLists.from_state(index.nlist, index._list_fields(), arrays,
+                                                   "lists_")
         index.nprobe = params["nprobe"]
         return index
 
     def _new_lists(self) -> InvertedLists:
-        return InvertedLists(self.nlist, *self._list_layout())
+        return InvertedLists(self.nlist, self._list_fields())
 
 
 @register_index
@@ -211,13 +228,156 @@ class IVFFlatIndex(_IVFIndex):
     def _load_codec(self, arrays) -> None:
         pass
 
-    def _list_layout(self):
-        return self.d, np.float32
+    def _list_fields(self) -> dict:
+        return {"vectors": (self.d, np.float32)}
 
-    def _encode(self, x, lists):
-        return x
+    def _entries(self, x, lists) -> dict:
+        return {"vectors": x}
 
     def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned):
         lists = self.lists
-        scan_flat_lists(xq, probes, lists.pool, lists.offsets, lists.sizes,
+        scan_flat_lists(xq, probes, lists.columns["vectors"], lists.offsets, lists.sizes,
                         self.metric == "l2", heap_vals, heap_pos, scanned)
+
+
+@register_index
+class IVFPQIndex(_IVFIndex):
+    """IVF whose lists hold product-quantization codes (FAISS ``IndexIVFPQ``).
+
+    With ``by_residual`` (the default) a vector ``x`` in list ``l`` is stored as the PQ code
+    of its residual ``r = x − y_l``, which is smaller than ``x`` and so better quantized.
+    Distances use FAISS's precomputed tables. For l2, with ``r̂`` the decoded residual,
+
+        ‖q − y_l − r̂‖² = ‖q − y_l‖²  +  Σ_j (‖r̂_j‖² + 2 y_l,j·r̂_j)  −  2 Σ_j q_j·r̂_j
+                         coarse search   per list, precomputed       per query
+
+    so a probed list costs ``m · ksub`` additions to combine two tables, then ``m``
+    look-ups per code. For ip, ``q·(y_l + r̂) = q·y_l + Σ_j q_j·r̂_j``.
+
+    Parameters
+    ----------
+    d, nlist, metric, seed
+        As :class:`IVFFlatIndex`.
+    m : int
+        PQ sub-quantizers (bytes per code for ``nbits = 8``); must divide ``d``.
+    nbits : int
+        Bits per sub-code, 1..8.
+    by_residual : bool
+        Encode ``x − y_l`` (True) or ``x`` itself.
+    store_vectors : bool
+        Also keep the float32 vectors, for exact re-ranking (``refine_k``).
+
+    Attributes
+    ----------
+    nprobe : int
+        Lists scanned per query.
+    refine_k : int
+        If > 0 (needs ``store_vectors=True``), the best ``max(refine_k, k)`` candidates by
+        PQ distance are re-ranked by their exact distance (FAISS ``IndexRefineFlat``).
+    pq : ProductQuantizer
+        The trained quantizer.
+    """
+
+    kind = "IVFPQIndex"
+
+    def __init__(self, d: int, nlist: int, m: int, nbits: int = 8, metric: str = "l2",
+                 by_residual: bool = True, store_vectors: bool = False, seed: int = 0):
+        super().__init__(d, nlist, metric, seed)
+        self.pq = ProductQuantizer(self.d, m, nbits, seed)
+        self.by_residual = bool(by_residual)
+        self.store_vectors = bool(store_vectors)
+        self._refine_k = 0
+
+    @property
+    def refine_k(self) -> int:
+        return self._refine_k
+
+    @refine_k.setter
+    def refine_k(self, value) -> None:
+        value = check_int(value, "refine_k", minimum=0)
+        if value and not self.store_vectors:
+            raise ValueError("refine_k needs the stored vectors; build the index with "
+                             "store_vectors=True")
+        self._refine_k = value
+
+    @classmethod
+    def _construct(cls, params):
+        return cls(params["d"], params["nlist"], params["m"], params["nbits"], params["metric"],
+                   params["by_residual"], params["store_vectors"], params["seed"])
+
+    def _codec_params(self) -> dict:
+        return {"m": self.pq.m, "nbits": self.pq.nbits, "by_residual": self.by_residual,
+                "store_vectors": self.store_vectors, "refine_k": self.refine_k}
+
+    def _codec_state(self) -> dict:
+        return {"codebooks": self.pq.codebooks_, "list_terms": self._list_terms}
+
+    def _load_codec(self, arrays) -> None:
+        self.pq.codebooks_ = arrays["codebooks"]
+        self._list_terms = self._precompute_list_terms()
+        if not np.array_equal(self._list_terms, arrays["list_terms"]):
+            raise ValueError("precomputed tables do not match the codebooks")
+
+    @classmethod
+    def _from_state(cls, params, arrays):
+        index = super()._from_state(params, arrays)
+        index.refine_k = params["refine_k"]
+        return index
+
+    def _train_codec(self, x, assign) -> None:
+        target = x - self.centroids[assign] if self.by_residual else x
+        with warnings.catch_warnings():  # PQ trains on 256 · ksub points, as FAISS
+            warnings.simplefilter("ignore")
+            self.pq.fit(target)
+        self._list_terms = self._precompute_list_terms()
+
+    def _precompute_list_terms(self) -> np.ndarray:
+        """``(nlist or 1, m, ksub)`` float32: the per-list part of the ADC value."""
+        cb = self.pq.codebooks_.astype(np.float64)  # (m, ksub, dsub)
+        if self.metric != "l2":
+            return np.zeros((1, self.pq.m, self.pq.ksub), dtype=np.float32)
+        norms = np.einsum("jcs,jcs->jc", cb, cb)
+        if not self.by_residual:
+            return norms[None].astype(np.float32)
+        y = self.centroids.astype(np.float64).reshape(self.nlist, self.pq.m, self.pq.dsub)
+        return (norms[None] + 2.0 * np.einsum("ljs,jcs->ljc", y, cb)).astype(np.float32)
+
+    def _list_fields(self) -> dict:
+        fields = {"codes": (self.pq.m, np.uint8)}
+        return {**fields, "vectors": (self.d, np.float32)} if self.store_vectors else fields
+
+    def _entries(self, x, lists) -> dict:
+        entries = {"codes": self.pq.encode(x - self.centroids[lists] if self.by_residual else x)}
+        return {**entries, "vectors": x} if self.store_vectors else entries
+
+    def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned):
+        l2 = self.metric == "l2"
+        query_tables = self.pq.compute_distance_tables(xq, metric="ip")
+        query_tables *= np.float32(-2.0 if l2 else -1.0)
+        if self.by_residual:
+            coarse_terms = coarse if l2 else -coarse
+        elif l2:
+            coarse_terms = np.repeat(squared_norms(xq)[:, None], probes.shape[1], axis=1)
+        else:
+            coarse_terms = np.zeros(probes.shape, dtype=np.float32)
+        lists = self.lists
+        scan_pq_lists(query_tables, self._list_terms, np.ascontiguousarray(coarse_terms),
+                      probes, lists.columns["codes"], lists.offsets, lists.sizes,
+                      heap_vals, heap_pos, scanned)
+
+    def _n_candidates(self, k: int) -> int:
+        return max(k, self.refine_k) if self.refine_k else k
+
+    def _refine(self, xq, heap_vals, heap_pos, k):
+        if not self.refine_k:
+            return heap_vals, heap_pos
+        valid = heap_pos >= 0
+        vectors = self.lists.columns["vectors"][np.maximum(heap_pos, 0)]  # (nq, k', d)
+        if self.metric == "l2":
+            exact = np.einsum("qkd,qkd->qk", vectors - xq[:, None, :], vectors - xq[:, None, :])
+        else:
+            exact = -np.einsum("qkd,qd->qk", vectors, xq)
+        exact = np.where(valid, exact, np.inf)
+        order = np.argsort(exact, axis=1, kind="stable")[:, :k]
+        values = np.take_along_axis(exact, order, axis=1).astype(np.float32)
+        return values, np.take_along_axis(heap_pos, order, axis=1)
