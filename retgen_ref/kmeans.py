@@ -52,32 +52,62 @@ def cluster_sums(x, assign, n_clusters):
     return sums, counts
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _lower_min_sq_dist(x, centre, min_sq_dist):
-    """``min_sq_dist[i] = min(min_sq_dist[i], ‖x_i − centre‖²)``, in parallel over points."""
-    n, d = x.shape
-    for i in prange(n):
-        s = 0.0
+_SEEDING_CHUNK = 1024
+
+
+def _lower_min_sq_dist(xt, centre, min_sq_dist, chunk_sums, scratch):
+    """``min_sq_dist[i] = min(min_sq_dist[i], ‖x_i − centre‖²)``, and per-chunk sums of it.
+
+    ``xt`` is the data transposed, ``(d, n)``, so the inner loop runs over points and
+    vectorises even for the few dimensions of a PQ subspace. Parallel over fixed chunks of
+    points (each summed serially), so the sums, and hence the seeds drawn from them, do not
+    depend on the thread count. ``scratch`` is ``(n,)`` float32 work space.
+    """
+    d, n = xt.shape
+    for c in prange(chunk_sums.shape[0]):
+        i0 = c * _SEEDING_CHUNK
+        i1 = min(i0 + _SEEDING_CHUNK, n)
+        dist = scratch[i0:i1]
+        dist[:] = 0.0
         for t in range(d):
-            diff = np.float64(x[i, t]) - centre[t]
-            s += diff * diff
-        if s < min_sq_dist[i]:
-            min_sq_dist[i] = s
+            row = xt[t, i0:i1]
+            ct = centre[t]
+            for i in range(i1 - i0):
+                diff = row[i] - ct
+                dist[i] += diff * diff
+        current = min_sq_dist[i0:i1]
+        total = 0.0
+        for i in range(i1 - i0):
+            if dist[i] < current[i]:
+                current[i] = dist[i]
+            total += current[i]
+        chunk_sums[c] = total
+
+
+# One step is short, so for small inputs waking a second thread costs more than it saves.
+_lower_min_sq_dist_parallel = njit(parallel=True, fastmath=True, cache=True)(_lower_min_sq_dist)
+_lower_min_sq_dist_serial = njit(fastmath=True, cache=True)(_lower_min_sq_dist)
+_PARALLEL_SEEDING_SIZE = 1 << 21  # n · d above which a step runs in parallel
 
 
 @njit(cache=True)
-def _sample_by_weight(weights, u):
-    """Index ``i`` with probability ``weights[i] / Σ weights``, from a uniform ``u`` in [0, 1)."""
-    total = 0.0
-    for w in weights:
-        total += w
-    target = u * total
+def _sample_by_weight(weights, chunk_sums, u):
+    """Index ``i`` with probability ``weights[i] / Σ weights`` from a uniform ``u`` in [0, 1).
+
+    Finds the chunk from ``chunk_sums``, then the point inside it: ``O(n/chunk + chunk)``.
+    """
+    target = u * chunk_sums.sum()
+    c = 0
+    while c < chunk_sums.shape[0] - 1 and target >= chunk_sums[c]:
+        target -= chunk_sums[c]
+        c += 1
+    end = min((c + 1) * _SEEDING_CHUNK, weights.shape[0])
     acc = 0.0
-    for i in range(weights.shape[0]):
+    for i in range(c * _SEEDING_CHUNK, end):
         acc += weights[i]
         if acc > target:
             return i
-    return weights.shape[0] - 1
+    return end - 1
 
 
 def kmeans_plus_plus(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,10 +121,14 @@ def kmeans_plus_plus(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -
     uniforms = rng.random(n_clusters)
     seeds = np.empty(n_clusters, dtype=np.int64)
     seeds[0] = min(int(uniforms[0] * n), n - 1)
-    min_sq_dist = np.full(n, np.inf)
+    min_sq_dist = np.full(n, np.finfo(np.float32).max, dtype=np.float32)
+    chunk_sums = np.zeros(-(-n // _SEEDING_CHUNK))
+    xt, scratch = np.ascontiguousarray(x.T), np.empty(n, dtype=np.float32)
+    step = (_lower_min_sq_dist_parallel if x.size > _PARALLEL_SEEDING_SIZE
+            else _lower_min_sq_dist_serial)
     for j in range(1, n_clusters):
-        _lower_min_sq_dist(x, x[seeds[j - 1]].astype(np.float64), min_sq_dist)
-        seeds[j] = _sample_by_weight(min_sq_dist, uniforms[j])
+        step(xt, x[seeds[j - 1]], min_sq_dist, chunk_sums, scratch)
+        seeds[j] = _sample_by_weight(min_sq_dist, chunk_sums, uniforms[j])
     return seeds
 
 

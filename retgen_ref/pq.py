@@ -37,55 +37,79 @@ from ._validation import as_array, check_int
 from .kmeans import KMeans
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def nearest_codewords(x, codebooks_t, codes):
-    """``codes[i, j] = argmin_c ‖x_{i,j} − C_{j,c}‖²`` (ties: smallest ``c``), parallel over rows.
+#: Rows per task of :func:`nearest_codewords` (one scratch buffer per task, not per row).
+_ROW_BLOCK = 64
 
-    ``x`` is ``(n, m·dsub)`` float32, ``codebooks_t`` ``(m, dsub, ksub)`` float32 with
-    ``ksub ≤ 256``, ``codes`` ``(n, m)`` uint8 (written). The argmin is one vectorised
-    integer ``min`` over keys ``bits(dist) · 256 + c``: a non-negative float32 orders like
-    its bit pattern, so the smallest key holds the smallest distance and, among equal
-    distances, the smallest code. ``fastmath`` (FMA) agrees with the float64 brute force in
-    the tests.
+
+@njit(inline="always", cache=True)
+def subspace_l2(x, codebook_t, out):
+    """``out[c] = Σ_t (x_t − codebook_t[t, c])²``: one sub-vector against one codebook.
+
+    ``x`` ``(dsub,)``, ``codebook_t`` ``(dsub, ksub)``, ``out`` ``(ksub,)``. Four
+    dimensions per pass over the codewords (fewer loads and stores of ``out``: 2.3× faster
+    at ``dsub=32``, 1.1× at ``dsub=8``); the loop over ``c`` is contiguous and vectorises
+    without ``fastmath``. Inlined, so it runs under its caller's ``fastmath`` setting.
+    """
+    dsub, ksub = codebook_t.shape
+    out[:] = 0.0
+    t = 0
+    while t + 4 <= dsub:
+        x0, x1, x2, x3 = x[t], x[t + 1], x[t + 2], x[t + 3]
+        r0, r1, r2, r3 = codebook_t[t], codebook_t[t + 1], codebook_t[t + 2], codebook_t[t + 3]
+        for c in range(ksub):
+            d0, d1, d2, d3 = x0 - r0[c], x1 - r1[c], x2 - r2[c], x3 - r3[c]
+            out[c] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        t += 4
+    for u in range(t, dsub):
+        xt, row = x[u], codebook_t[u]
+        for c in range(ksub):
+            diff = xt - row[c]
+            out[c] += diff * diff
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def nearest_codewords(x, codebooks_t, codes, sq_dists):
+    """``codes[i, j] = argmin_c ‖x_{i,j} − C_{j,c}‖²`` (ties: smallest ``c``) and its distance.
+
+    ``x`` ``(n, m·dsub)`` float32, ``codebooks_t`` ``(m, dsub, ksub)`` float32 with
+    ``ksub ≤ 256``; written: ``codes`` ``(n, m)`` uint8, ``sq_dists`` ``(n, m)`` float32
+    (pass a ``(0, m)`` array to skip the distances). Parallel over blocks of rows.
+
+    The argmin is one vectorised integer ``min`` over keys ``bits(dist) · 256 + c``: a
+    non-negative float32 orders like its bit pattern, so the smallest key holds the
+    smallest distance and, among equal ones, the smallest code. (A float argmin does not
+    vectorise: Numba's ``select`` carries no fast-math flags.) ``fastmath`` (FMA,
+    reassociation) agrees with the float64 brute force in the tests.
     """
     n = x.shape[0]
     m, dsub, ksub = codebooks_t.shape
-    for i in prange(n):
+    for block in prange((n + _ROW_BLOCK - 1) // _ROW_BLOCK):
         dist = np.empty(ksub, dtype=np.float32)
         bits = dist.view(np.int32)
-        for j in range(m):
-            dist[:] = 0.0
-            for t in range(dsub):
-                xt = x[i, j * dsub + t]
-                row = codebooks_t[j, t]
-                for c in range(ksub):
-                    diff = xt - row[c]
-                    dist[c] += diff * diff
-            key = np.int64(1) << 62
-            for c in range(ksub):  # & 0x7FFFFFFF: a -0.0 from fastmath still sorts as 0
-                key = min(key, (np.int64(bits[c] & 0x7FFFFFFF) << 8) | c)
-            codes[i, j] = key & 255
+        for i in range(block * _ROW_BLOCK, min(n, (block + 1) * _ROW_BLOCK)):
+            for j in range(m):
+                subspace_l2(x[i, j * dsub:(j + 1) * dsub], codebooks_t[j], dist)
+                key = np.int64(1) << 62
+                for c in range(ksub):  # & 0x7FFFFFFF: a -0.0 would still sort as 0
+                    key = min(key, (np.int64(bits[c] & 0x7FFFFFFF) << 8) | c)
+                code = key & 255
+                codes[i, j] = code
+                if sq_dists.shape[0]:
+                    sq_dists[i, j] = dist[code]
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, cache=True)
 def l2_tables(xq, codebooks_t, tables):
-    """``tables[q, j, c] = ‖xq_{q,j} − C_{j,c}‖²`` in the dtype of ``tables``, parallel over queries."""
-    m, dsub, ksub = codebooks_t.shape
+    """``tables[q, j, c] = ‖xq_{q,j} − C_{j,c}‖²`` (dtype of ``tables``), parallel over queries."""
+    m, dsub = codebooks_t.shape[:2]
     for q in prange(xq.shape[0]):
         for j in range(m):
-            out = tables[q, j]
-            out[:] = 0.0
-            for t in range(dsub):
-                xt = xq[q, j * dsub + t]
-                row = codebooks_t[j, t]
-                for c in range(ksub):
-                    diff = xt - row[c]
-                    out[c] += diff * diff
+            subspace_l2(xq[q, j * dsub:(j + 1) * dsub], codebooks_t[j], tables[q, j])
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+@njit(parallel=True, cache=True)
 def ip_tables(xq, codebooks_t, tables):
-    """``tables[q, j, c] = xq_{q,j} · C_{j,c}`` in the dtype of ``tables``, parallel over queries."""
+    """``tables[q, j, c] = xq_{q,j} · C_{j,c}`` (dtype of ``tables``), parallel over queries."""
     m, dsub, ksub = codebooks_t.shape
     for q in prange(xq.shape[0]):
         for j in range(m):
@@ -116,27 +140,28 @@ def adc_scan(table, codes, out):
 
 @njit(parallel=True, cache=True)
 def adc_scan_batch(tables, codes, out):
-    """:func:`adc_scan` for every query: ``out[q] = scan(tables[q], codes)``, parallel over queries."""
+    """:func:`adc_scan` of every query, ``out[q] = scan(tables[q], codes)``, in parallel."""
     for q in prange(tables.shape[0]):
         adc_scan(tables[q], codes, out[q])
 
 
 _TABLE_KERNELS = {"l2": l2_tables, "ip": ip_tables}
+_NOT_FITTED = "this ProductQuantizer is not fitted; call fit(x) first"
 
 
 class _SubspaceKMeans(KMeans):
     """:class:`KMeans` whose assignment step runs :func:`nearest_codewords` (``k ≤ 256``).
 
-    For the small dimensions of PQ subspaces this is about twice as fast as the BLAS tiles
-    plus heaps of the general assignment, and fitting is dominated by assignment.
+    Fitting is dominated by assignment, and for the small dimensions of PQ subspaces this
+    kernel is about 3× faster than the general BLAS-tiles-plus-heaps path (65,536 points,
+    d=8, k=256: 4.5 ms against 13 ms on one thread).
     """
 
     def _assign(self, x, centres):
         codes = np.empty((x.shape[0], 1), dtype=np.uint8)
-        nearest_codewords(x, np.ascontiguousarray(centres.T[None]), codes)
-        labels = codes[:, 0].astype(np.int64)
-        diff = x - centres[labels]
-        return labels, np.einsum("ij,ij->i", diff, diff, dtype=np.float64).astype(np.float32)
+        dist = np.empty((x.shape[0], 1), dtype=np.float32)
+        nearest_codewords(x, np.ascontiguousarray(centres.T[None]), codes, dist)
+        return codes[:, 0].astype(np.int64), dist[:, 0]
 
 
 class ProductQuantizer:
@@ -197,7 +222,8 @@ class ProductQuantizer:
     # -- codebooks ----------------------------------------------------------------------
     @property
     def codebooks_(self) -> np.ndarray:
-        self._check_fitted()
+        if not hasattr(self, "_codebooks"):  # AttributeError, so hasattr() works as usual
+            raise AttributeError(_NOT_FITTED)
         return self._codebooks
 
     @codebooks_.setter
@@ -209,11 +235,11 @@ class ProductQuantizer:
                              f"(m, ksub, dsub) = {(self.m, self.ksub, self.dsub)}")
         cb.flags.writeable = False
         self._codebooks = cb
-        self._codebooks_t = np.ascontiguousarray(cb.transpose(0, 2, 1))  # (m, dsub, ksub)
+        self._codebooks_t = np.array(cb.transpose(0, 2, 1), order="C")  # (m, dsub, ksub)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "_codebooks"):
-            raise ValueError("this ProductQuantizer is not fitted; call fit(x) first")
+            raise ValueError(_NOT_FITTED)
 
     def fit(self, x) -> "ProductQuantizer":
         """Learn one codebook per subspace by k-means on ``x[:, j·dsub:(j+1)·dsub]``; return self.
@@ -246,14 +272,15 @@ class ProductQuantizer:
         return as_array(x, name, ndim=2, dtype=dtype, d=self.d,
                         d_name="d (this quantizer's dimension)")
 
-    def _codes(self, codes, name: str, width: int, bound: int) -> np.ndarray:
-        """``codes`` as C-contiguous uint8 ``(n, width)``, after checking it holds integers < bound."""
+    def _codes(self, codes, name: str, packed: bool = False) -> np.ndarray:
+        """Checked C-contiguous uint8: codes ``(n, m)`` < ksub, or packed ``(n, code_size)``."""
+        width, bound, d_name = ((self.code_size, 256, "code_size") if packed
+                                else (self.m, self.ksub, "m"))
         raw = np.asarray(codes)
         if raw.dtype.kind not in "iu":
             raise TypeError(f"{name} must be an integer array (e.g. the uint8 output of "
                             f"encode); got dtype {raw.dtype}")
-        arr = as_array(raw, name, ndim=2, dtype=raw.dtype, d=width,
-                       d_name="m" if name.endswith("codes") else "code_size")
+        arr = as_array(raw, name, ndim=2, dtype=raw.dtype, d=width, d_name=d_name)
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= bound:
             raise ValueError(f"{name} holds values in [{lo}, {hi}]; each must lie in "
@@ -269,13 +296,13 @@ class ProductQuantizer:
         self._check_fitted()
         x = self._vectors(x, "x")
         codes = np.empty((x.shape[0], self.m), dtype=np.uint8)
-        nearest_codewords(x, self._codebooks_t, codes)
+        nearest_codewords(x, self._codebooks_t, codes, np.empty((0, self.m), np.float32))
         return codes
 
     def decode(self, codes) -> np.ndarray:
-        """Reconstructions ``x̂ = (C_{1,c_1}, …, C_{m,c_m})`` of ``codes`` ``(n, m)``: ``(n, d)`` float32."""
+        """Reconstructions ``x̂ = (C_{1,c_1}, …, C_{m,c_m})`` of codes ``(n, m)``: ``(n, d)``."""
         self._check_fitted()
-        codes = self._codes(codes, "codes", self.m, self.ksub)
+        codes = self._codes(codes, "codes")
         return self._codebooks[np.arange(self.m), codes].reshape(codes.shape[0], self.d)
 
     def pack_codes(self, codes) -> np.ndarray:
@@ -286,7 +313,7 @@ class ProductQuantizer:
         ``⌊b / 8⌋``; unused high bits of the last byte are zero. For ``nbits = 8`` this is
         the codes themselves.
         """
-        codes = self._codes(codes, "codes", self.m, self.ksub)
+        codes = self._codes(codes, "codes")
         if self.nbits == 8:
             return codes.copy()
         bits = (codes[:, :, None] >> np.arange(self.nbits, dtype=np.uint8)) & 1
@@ -294,7 +321,7 @@ class ProductQuantizer:
 
     def unpack_codes(self, packed) -> np.ndarray:
         """Inverse of :meth:`pack_codes`: ``(n, code_size)`` uint8 → ``(n, m)`` uint8."""
-        packed = self._codes(packed, "packed", self.code_size, 256)
+        packed = self._codes(packed, "packed", packed=True)
         if self.nbits == 8:
             return packed.copy()
         bits = np.unpackbits(packed, axis=1, count=self.m * self.nbits, bitorder="little")
@@ -338,14 +365,13 @@ class ProductQuantizer:
         With l2 tables, ``D[q, i] = d(q, x̂_i) = Σ_j ‖q_j − C_{j,c_j(x_i)}‖² = ‖q − x̂_i‖²``;
         with ip tables, ``q · x̂_i``. The sums run in float64; ``D`` has the tables' dtype.
         """
-        self._check_fitted()
         tables = np.asarray(tables)
         if tables.ndim != 3 or tables.shape[1:] != (self.m, self.ksub):
             raise ValueError(f"tables must have shape (nq, m, ksub) = (nq, {self.m}, "
                              f"{self.ksub}) from compute_distance_tables; got {tables.shape}")
         dtype = np.float64 if tables.dtype == np.float64 else np.float32
         tables = as_array(tables, "tables", ndim=3, dtype=dtype)
-        codes = self._codes(codes, "codes", self.m, self.ksub)
+        codes = self._codes(codes, "codes")
         out = np.empty((tables.shape[0], codes.shape[0]), dtype=dtype)
         adc_scan_batch(tables, codes, out)
         return out
@@ -357,14 +383,19 @@ class ProductQuantizer:
         """
         self._check_fitted()
         tables = np.empty((self.ksub, self.m, self.ksub), dtype=np.float64)
-        codewords = self._codebooks.transpose(1, 0, 2).reshape(self.ksub, self.d)
-        l2_tables(codewords.astype(np.float64), self._codebooks_t.astype(np.float64), tables)
+        codewords = np.ascontiguousarray(  # row a: codeword a of every subspace
+            self._codebooks.transpose(1, 0, 2).reshape(self.ksub, self.d), dtype=np.float64)
+        l2_tables(codewords, self._codebooks_t.astype(np.float64), tables)
         return tables.transpose(1, 0, 2).astype(np.float32)
 
     def sdc_distances(self, codes_a, codes_b) -> np.ndarray:
-        """SDC: ``D[a, b] = Σ_j S[j, codes_a[a, j], codes_b[b, j]] = ‖x̂_a − x̂_b‖²``, ``(na, nb)`` float32."""
-        codes_a = self._codes(codes_a, "codes_a", self.m, self.ksub)
-        codes_b = self._codes(codes_b, "codes_b", self.m, self.ksub)
+        """SDC distances ``(na, nb)`` float32 between two sets of codes.
+
+        ``D[a, b] = Σ_j S[j, codes_a[a, j], codes_b[b, j]] = ‖x̂_a − x̂_b‖²`` with ``S`` the
+        :meth:`sdc_table`.
+        """
+        codes_a = self._codes(codes_a, "codes_a")
+        codes_b = self._codes(codes_b, "codes_b")
         tables = np.ascontiguousarray(self.sdc_table()[np.arange(self.m), codes_a])
         out = np.empty((codes_a.shape[0], codes_b.shape[0]), dtype=np.float32)
         adc_scan_batch(tables, codes_b, out)
@@ -373,8 +404,9 @@ class ProductQuantizer:
     # -- persistence --------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the quantizer to ``path`` (checksummed ``.npz``, :mod:`retgen_ref.persist`)."""
+        self._check_fitted()
         params = {"d": self.d, "m": self.m, "nbits": self.nbits, "seed": self.seed}
-        persist.save_state(path, self.kind, params, {"codebooks": self.codebooks_})
+        persist.save_state(path, self.kind, params, {"codebooks": self._codebooks})
 
     @classmethod
     def load(cls, path) -> "ProductQuantizer":
