@@ -13,14 +13,15 @@ with kernel_cache():
                             topk_error_bound)
     from .features import (PositiveRandomFeatures, RandomFourierFeatures, kernel_attention,
                            kernel_matrix, paper_kernel_estimate)
-    from .index import FlatIndex, HNSWIndex, Index, IVFFlatIndex, LSHIndex, load_index
+    from .index import (FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex, LSHIndex,
+                        load_index)
     from .kmeans import KMeans
     from .threads import num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FlatIndex", "HNSWIndex", "IVFFlatIndex", "Index", "KMeans", "LSHIndex", "PositiveRandomFeatures",
+    "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "Index", "KMeans", "LSHIndex", "PositiveRandomFeatures",
     "RandomFourierFeatures", "RetrievalResult", "attention_weights", "dropped_mass",
     "kernel_attention", "kernel_matrix", "load_index", "multi_head_attention",
     "num_threads", "paper_kernel_estimate", "retrieval_attention", "softmax_attention",

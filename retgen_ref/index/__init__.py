@@ -3,7 +3,8 @@
 from .base import Index, load_index
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
-from .ivf import IVFFlatIndex
+from .ivf import IVFFlatIndex, IVFPQIndex
 from .lsh import LSHIndex
 
-__all__ = ["Index", "FlatIndex", "HNSWIndex", "IVFFlatIndex", "LSHIndex", "load_index"]
+__all__ = ["Index", "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "LSHIndex",
+           "load_index"]

@@ -71,6 +71,11 @@ class Index(ABC):
             raise ValueError(f"the {type(self).__name__} is empty; add vectors before searching")
         return self._search(xq, k)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays the index needs to answer queries (what ``save`` writes)."""
+        return sum(a.nbytes for a in self._state()[1].values())
+
     def save(self, path) -> None:
         """Write the index to ``path`` (a checksummed ``.npz``); reopen with ``load_index``."""
         params, arrays = self._state()

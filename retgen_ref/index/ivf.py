@@ -143,11 +143,14 @@ class _IVFIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the arrays the index holds (centroids, lists, codec tables)."""
+        """Bytes of the centroids, codec tables and the live list entries (without the
+        spare capacity the lists keep to grow)."""
         if not self.is_trained:
             return 0
-        lists = sum(c.nbytes for c in self.lists.columns.values()) + 3 * 8 * self.nlist
-        return self.centroids.nbytes + lists + sum(a.nbytes for a in self._codec_state().values())
+        columns = self.lists.columns.values()
+        entries = self.ntotal * sum(c.itemsize * int(np.prod(c.shape[1:])) for c in columns)
+        return (self.centroids.nbytes + entries + 3 * 8 * self.nlist
+                + sum(a.nbytes for a in self._codec_state().values()))
 
     def _finish(self, heap_vals, heap_pos):
         """Heap values and pool positions -> FAISS-style ``(D, I)``."""

@@ -1,0 +1,310 @@
+"""Approximate search: our IVF-Flat, IVF-PQ and HNSW vs FAISS and hnswlib, side by side.
+
+ann-benchmarks style, in one run, on the same data, with the same parameters and threads:
+
+* ``gmm-200k-128``: 200,000 × 128 Gaussian mixture, squared L2;
+* ``unit-100k-384``: 100,000 × 384 clustered unit vectors, inner product.
+
+For each index family the build (train + add) is timed at 1 and 2 threads, then recall@10
+(against exact search) and QPS are measured over a sweep of the search knob (``nprobe``,
+``ef_search``) for a batch of 1,000 queries in one call and for single queries (one call
+each), at 1 and 2 threads. Writes ``benchmarks/results/ann.json``, ``docs/ann.png`` and the
+tables in ``docs/benchmarks.md``. Targets (issue 4): recall@10 within 0.01 of the peer at
+the same parameters; QPS ≥ 0.5× the peer's at equal recall; HNSW build ≤ 2× hnswlib.
+
+    python benchmarks/bench_ann.py                 # full run (about 20 minutes on 2 cores)
+    python benchmarks/bench_ann.py --quick         # 10% of the data, short sweeps
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from _harness import (BENCH_DOC, machine, machine_line, markdown_table, median_seconds,
+                      replace_doc_section, threads, write_json)
+from retgen_ref import FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex
+from retgen_ref.synthetic import clustered_unit_vectors, gaussian_mixture
+
+K = 10
+DATASETS = {  # name: (generator, n, d, metric, nlist, PQ m)
+    "gmm-200k-128": (gaussian_mixture, 200_000, 128, "l2", 1024, 16),
+    "unit-100k-384": (clustered_unit_vectors, 100_000, 384, "ip", 512, 48),
+}
+NPROBES = (1, 2, 4, 8, 16, 32, 64)
+EF_SEARCH = (16, 32, 64, 128, 256)
+HNSW_M, HNSW_EF_CONSTRUCTION = 16, 200
+
+
+def recall(I: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a[a >= 0]) & set(b)) / len(b) for a, b in zip(I, truth)]))
+
+
+# -- the libraries, behind one small interface: build(x, threads), set(knob), search ----------
+class Ours:
+    library = "retgen_ref"
+
+    def __init__(self, family, d, metric, nlist, m):
+        self.family, self.d, self.metric, self.nlist, self.m = family, d, metric, nlist, m
+
+    def build(self, x):
+        if self.family == "IVF-Flat":
+            self.index = IVFFlatIndex(self.d, self.nlist, self.metric)
+        elif self.family == "IVF-PQ":
+            self.index = IVFPQIndex(self.d, self.nlist, self.m, 8, self.metric)
+        else:
+            self.index = HNSWIndex(self.d, HNSW_M, HNSW_EF_CONSTRUCTION, self.metric)
+        if self.family != "HNSW":
+            self.index.train(x)
+        self.index.add(x)
+
+    def set(self, knob):
+        if self.family == "HNSW":
+            self.index.ef_search = knob
+        else:
+            self.index.nprobe = knob
+
+    def search(self, xq):
+        return self.index.search(xq, K)[1]
+
+    def nbytes(self):
+        return self.index.nbytes
+
+
+class Faiss:
+    library = "faiss"
+
+    def __init__(self, family, d, metric, nlist, m):
+        import faiss
+
+        self.faiss, self.family, self.d, self.nlist, self.m = faiss, family, d, nlist, m
+        self.metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+    def build(self, x):
+        f = self.faiss
+        quantizer = (f.IndexFlatL2 if self.metric == f.METRIC_L2 else f.IndexFlatIP)(self.d)
+        if self.family == "IVF-Flat":
+            self.index = f.IndexIVFFlat(quantizer, self.d, self.nlist, self.metric)
+        elif self.family == "IVF-PQ":
+            self.index = f.IndexIVFPQ(quantizer, self.d, self.nlist, self.m, 8, self.metric)
+        else:
+            self.index = f.IndexHNSWFlat(self.d, HNSW_M, self.metric)
+            self.index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        self._quantizer = quantizer  # the IVF index does not own it
+        if self.family != "HNSW":
+            self.index.train(x)
+        self.index.add(x)
+
+    def set(self, knob):
+        if self.family == "HNSW":
+            self.index.hnsw.efSearch = knob
+        else:
+            self.index.nprobe = knob
+
+    def search(self, xq):
+        return self.index.search(xq, K)[1]
+
+    def nbytes(self):
+        return int(self.faiss.serialize_index(self.index).nbytes)
+
+
+class Hnswlib:
+    library = "hnswlib"
+
+    def __init__(self, family, d, metric, nlist, m):
+        self.d, self.space = d, "l2" if metric == "l2" else "ip"
+
+    def build(self, x):
+        import hnswlib
+
+        self.index = hnswlib.Index(space=self.space, dim=self.d)
+        self.index.init_index(max_elements=len(x), ef_construction=HNSW_EF_CONSTRUCTION,
+                              M=HNSW_M, random_seed=0)
+        self.index.add_items(x, np.arange(len(x)), num_threads=self.threads)
+
+    def set(self, knob):
+        self.index.set_ef(knob)
+
+    def search(self, xq):
+        return self.index.knn_query(xq, k=K, num_threads=self.threads)[0].astype(np.int64)
+
+    def nbytes(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "index.bin")
+            self.index.save_index(path)
+            return os.path.getsize(path)
+
+
+FAMILIES = {"IVF-Flat": (NPROBES, [Ours, Faiss]), "IVF-PQ": (NPROBES, [Ours, Faiss]),
+            "HNSW": (EF_SEARCH, [Ours, Faiss, Hnswlib])}
+
+
+def bench_family(family, dataset, x, xq, truth, thread_counts, n_single, min_seconds):
+    _, n, d, metric, nlist, m = DATASETS[dataset]
+    knobs, libraries = FAMILIES[family]
+    builds, points = [], []
+    for lib_cls in libraries:
+        lib = lib_cls(family, d, metric, nlist, m)
+        for t in thread_counts:  # build at every thread count; search with the last one
+            lib.threads = t
+            with threads(t):
+                t0 = time.perf_counter()
+                lib.build(x)
+                seconds = time.perf_counter() - t0
+            builds.append({"dataset": dataset, "family": family, "library": lib.library,
+                           "threads": t, "build_seconds": seconds, "bytes": lib.nbytes()})
+            print(f"{dataset} {family:8s} {lib.library:10s} build {t}T {seconds:7.2f}s")
+        for t in thread_counts:
+            lib.threads = t
+            with threads(t):
+                for knob in knobs:
+                    lib.set(knob)
+                    r = recall(lib.search(xq), truth)
+                    batch = len(xq) / median_seconds(lambda: lib.search(xq), min_seconds)
+                    single_q = xq[:n_single]
+
+                    def singles():
+                        for i in range(len(single_q)):
+                            lib.search(single_q[i:i + 1])
+
+                    single = n_single / median_seconds(singles, min_seconds)
+                    points.append({"dataset": dataset, "family": family,
+                                   "library": lib.library, "threads": t, "knob": knob,
+                                   "recall": r, "qps_batch": batch, "qps_single": single})
+                    print(f"{dataset} {family:8s} {lib.library:10s} {t}T knob {knob:4d} "
+                          f"recall {r:.4f} batch {batch:9.0f} qps single {single:7.0f} qps")
+    return builds, points
+
+
+def qps_at_recall(points, target):
+    """The peer's QPS at recall ``target``, interpolated on its recall-QPS curve
+    (log-linear), or None if ``target`` is outside the recalls it reached."""
+    pts = sorted((p["recall"], p["qps"]) for p in points)
+    for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
+        if r0 <= target <= r1:
+            if r1 == r0:
+                return max(q0, q1)
+            w = (target - r0) / (r1 - r0)
+            return float(np.exp((1 - w) * np.log(q0) + w * np.log(q1)))
+    return None
+
+
+def comparison_rows(points):
+    """One row per (dataset, family, peer, threads, mode, knob): ours vs the peer."""
+    rows = []
+    keys = sorted({(p["dataset"], p["family"], p["threads"]) for p in points})
+    for dataset, family, t in keys:
+        group = [p for p in points if (p["dataset"], p["family"], p["threads"]) == (dataset, family, t)]
+        ours = [p for p in group if p["library"] == "retgen_ref"]
+        for peer in sorted({p["library"] for p in group} - {"retgen_ref"}):
+            theirs = {p["knob"]: p for p in group if p["library"] == peer}
+            for mode in ("batch", "single"):
+                curve = [{"recall": p["recall"], "qps": p[f"qps_{mode}"]} for p in theirs.values()]
+                for p in ours:
+                    q = theirs[p["knob"]]
+                    at_recall = qps_at_recall(curve, p["recall"])
+                    rows.append({"dataset": dataset, "family": family, "peer": peer,
+                                 "threads": t, "mode": mode, "knob": p["knob"],
+                                 "recall_ours": p["recall"], "recall_peer": q["recall"],
+                                 "qps_ours": p[f"qps_{mode}"], "qps_peer": q[f"qps_{mode}"],
+                                 "qps_peer_at_our_recall": at_recall})
+    return rows
+
+
+def plot(points, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({p["dataset"] for p in points})
+    thread_counts = sorted({p["threads"] for p in points})
+    fig, axes = plt.subplots(len(datasets), len(thread_counts), figsize=(6 * len(thread_counts),
+                             4.5 * len(datasets)), squeeze=False)
+    for row, dataset in enumerate(datasets):
+        for col, t in enumerate(thread_counts):
+            ax = axes[row][col]
+            series = sorted({(p["family"], p["library"]) for p in points if p["dataset"] == dataset})
+            for family, library in series:
+                pts = sorted((p["recall"], p["qps_batch"]) for p in points
+                             if (p["dataset"], p["threads"], p["family"], p["library"]) ==
+                             (dataset, t, family, library))
+                style = "-" if library == "retgen_ref" else "--"
+                ax.plot(*zip(*pts), style, marker="o", markersize=3,
+                        label=f"{family} ({library})")
+            ax.set_yscale("log")
+            ax.set_xlabel("recall@10")
+            ax.set_ylabel("queries per second (batch of 1,000)")
+            ax.set_title(f"{dataset}, {t} thread{'s' if t > 1 else ''}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def tables(builds, rows) -> str:
+    def fmt(v, spec=",.0f"):
+        return "–" if v is None else format(v, spec)
+
+    build_table = markdown_table(
+        ["dataset", "family", "library", "threads", "build s", "index MB"],
+        [[b["dataset"], b["family"], b["library"], b["threads"], f'{b["build_seconds"]:.1f}',
+          f'{b["bytes"] / 2**20:.1f}'] for b in builds])
+    search_table = markdown_table(
+        ["dataset", "family", "vs", "threads", "queries", "knob", "recall ours", "recall peer",
+         "QPS ours", "QPS peer", "ours / peer", "ours / peer at equal recall"],
+        [[r["dataset"], r["family"], r["peer"], r["threads"], r["mode"], r["knob"],
+          f'{r["recall_ours"]:.3f}', f'{r["recall_peer"]:.3f}', fmt(r["qps_ours"]),
+          fmt(r["qps_peer"]), f'{r["qps_ours"] / r["qps_peer"]:.2f}',
+          fmt(r["qps_peer_at_our_recall"] and r["qps_ours"] / r["qps_peer_at_our_recall"], ".2f")]
+         for r in rows])
+    return (f"### Build (train + add) and size\n\n{build_table}\n\n"
+            f"### Search: recall@10 and QPS per knob (`nprobe` for IVF, `ef_search` for HNSW)"
+            f"\n\n\"at equal recall\" divides our QPS by the peer's QPS interpolated at our "
+            f"recall on the peer's curve (– where our recall is outside the peer's range)."
+            f"\n\n![recall vs QPS](ann.png)\n\n{search_table}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10%% of the data, short sweeps")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    args = parser.parse_args()
+    scale, n_queries, n_single, min_seconds = ((0.1, 200, 50, 0.2) if args.quick
+                                               else (1.0, 1000, 200, 0.5))
+    builds, points = [], []
+    for dataset in args.datasets:
+        make, n, d, metric, _, _ = DATASETS[dataset]
+        n = int(n * scale)
+        data = make(n + n_queries, d, seed=0)
+        x, xq = data[:n], data[n:]
+        exact = FlatIndex(d, metric)
+        exact.add(x)
+        truth = exact.search(xq, K)[1]
+        for family in args.families:
+            b, p = bench_family(family, dataset, x, xq, truth, args.threads, n_single, min_seconds)
+            builds += b
+            points += p
+    rows = comparison_rows(points)
+    payload = {"benchmark": "ann", "k": K, "machine": machine(), "quick": args.quick,
+               "builds": builds, "points": points, "comparison": rows}
+    path = write_json("ann-quick" if args.quick else "ann", payload)
+    if args.quick:
+        print(f"wrote {path} (quick run: docs left as they are)")
+        return
+    plot(points, BENCH_DOC.parent / "ann.png")
+    replace_doc_section("bench_ann", "## Approximate search: IVF-Flat, IVF-PQ, HNSW vs FAISS and "
+                        "hnswlib\n\n`python benchmarks/bench_ann.py` (k = 10; JSON in "
+                        "`benchmarks/results/ann.json`). Machine: "
+                        f'{machine_line(payload["machine"])}.\n\n' + tables(builds, rows))
+    print(f"wrote {path}, docs/ann.png and docs/benchmarks.md")
+
+
+if __name__ == "__main__":
+    main()
