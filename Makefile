@@ -27,6 +27,8 @@ test: $(VENV)/.full
 
 bench: $(VENV)/.full
 	$(BIN)/python benchmarks/bench_flat.py
+	$(BIN)/python benchmarks/bench_quantizers.py
+	$(BIN)/python benchmarks/bench_ann.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

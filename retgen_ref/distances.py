@@ -44,12 +44,12 @@ BASE_BLOCK = 4096
 _CHUNK = 32
 
 # metric -> (alpha, beta, rows are unit-normalised)
-_METRIC_FORM = {"l2": (1.0, -2.0, False), "ip": (0.0, -1.0, False), "cosine": (0.0, -1.0, True)}
+METRIC_FORM = {"l2": (1.0, -2.0, False), "ip": (0.0, -1.0, False), "cosine": (0.0, -1.0, True)}
 
 
 def needs_normalisation(metric: str) -> bool:
     """True if vectors and queries are unit-normalised before the inner product."""
-    return _METRIC_FORM[metric][2]
+    return METRIC_FORM[metric][2]
 
 
 def normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -102,34 +102,48 @@ def blas_tiles_topk(queries, base, base_norms, alpha, beta, query_block, base_bl
                                 heap_replace_top(hv, hi, v, c0 + j)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def scan_topk(queries, base, base_norms, alpha, beta, heap_vals, heap_ids):
-    """Direct scan: for each query, every stored vector's value, kept in the heaps.
+@njit(fastmath=True, cache=True)
+def scan_one(q, base, base_norms, alpha, beta, hv, hi):
+    """Direct scan for one query: every stored vector's value, kept in the heap ``(hv, hi)``.
 
     ``fastmath`` lets the dot product vectorise (3–4× faster); tests check it against the
     float64 reference in :mod:`retgen_ref.reference`.
     """
-    nq, d = queries.shape
-    nb = base.shape[0]
-    for i in prange(nq):
-        q = queries[i]
-        hv = heap_vals[i]
-        hi = heap_ids[i]
-        for j in range(nb):
-            x = base[j]
-            s = np.float32(0.0)
-            for t in range(d):
-                s += q[t] * x[t]
-            v = alpha * base_norms[j] + beta * s
-            if v < hv[0]:
-                heap_replace_top(hv, hi, v, j)
+    d = q.shape[0]
+    for j in range(base.shape[0]):
+        x = base[j]
+        s = np.float32(0.0)
+        for t in range(d):
+            s += q[t] * x[t]
+        v = alpha * base_norms[j] + beta * s
+        if v < hv[0]:
+            heap_replace_top(hv, hi, v, j)
 
 
-@njit(parallel=True, cache=True)
-def sort_heaps(heap_vals, heap_ids):
+def _scan_topk(queries, base, base_norms, alpha, beta, heap_vals, heap_ids):
+    """:func:`scan_one` for every query (in parallel in the parallel build)."""
+    for i in prange(queries.shape[0]):
+        scan_one(queries[i], base, base_norms, alpha, beta, heap_vals[i], heap_ids[i])
+
+
+def _sort_heaps(heap_vals, heap_ids):
     """Sort every heap row into ascending ``(value, id)`` order, in parallel."""
     for i in prange(heap_vals.shape[0]):
         heap_sort(heap_vals[i], heap_ids[i])
+
+
+# Each kernel that loops over queries comes in two builds: parallel across queries, and
+# serial for a single query, which then skips waking the thread pool (microseconds that
+# dominate a one-query search). ``kernel_for(nq, pair)`` picks one.
+scan_topk = njit(parallel=True, cache=True)(_scan_topk)
+scan_topk_serial = njit(cache=True)(_scan_topk)
+sort_heaps = njit(parallel=True, cache=True)(_sort_heaps)
+sort_heaps_serial = njit(cache=True)(_sort_heaps)
+
+
+def kernel_for(nq: int, parallel, serial):
+    """The serial build of a per-query kernel for one query, else the parallel one."""
+    return serial if nq == 1 else parallel
 
 
 def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k: int,
@@ -151,12 +165,12 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
     D : (nq, k) float32
     I : (nq, k) int64
     """
-    alpha, beta, _ = _METRIC_FORM[metric]
+    alpha, beta, _ = METRIC_FORM[metric]
     nq, n = queries.shape[0], base.shape[0]
     heap_vals, heap_ids = new_heaps(nq, k)
     if nq < BLAS_THRESHOLD:
-        scan_topk(queries, base, base_norms, np.float32(alpha), np.float32(beta),
-                  heap_vals, heap_ids)
+        kernel_for(nq, scan_topk, scan_topk_serial)(
+            queries, base, base_norms, np.float32(alpha), np.float32(beta), heap_vals, heap_ids)
     else:
         # Threads split the queries, so each BLAS call must stay on its own thread: a
         # multi-threaded BLAS inside our parallel loop would oversubscribe the cores.
@@ -165,7 +179,7 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
         with single_threaded_blas():
             blas_tiles_topk(queries, base, base_norms, np.float32(alpha), np.float32(beta),
                             query_block, BASE_BLOCK, heap_vals, heap_ids)
-    sort_heaps(heap_vals, heap_ids)
+    kernel_for(nq, sort_heaps, sort_heaps_serial)(heap_vals, heap_ids)
     empty = heap_ids < 0
     if metric == "l2":
         heap_vals += squared_norms(queries)[:, None]

@@ -290,3 +290,19 @@ def test_recall_parity_with_faiss_ivfpq():
         r_ours = _recall(ours.search(xq, 10)[1], I_ref)
         r_peer = _recall(peer.search(xq, 10)[1], I_ref)
         assert r_ours >= r_peer - 0.02, (nprobe, r_ours, r_peer)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(IVFFlatIndex, {}), (IVFPQIndex, {"m": 4}),
+                                        (IVFPQIndex, {"m": 4, "by_residual": False})])
+@pytest.mark.parametrize("metric", METRICS)
+def test_single_query_path_agrees_with_batch_path(data, cls, kwargs, metric):
+    """One query runs a fused kernel; it must find what the batch kernels find."""
+    x, xq = data
+    index = _trained(x, metric, nlist=16, cls=cls, **kwargs)
+    index.nprobe = 5
+    D, I = index.search(xq, 7)
+    for i in range(0, len(xq), 6):
+        D1, I1 = index.search(xq[i:i + 1], 7)
+        assert np.array_equal(I1[0], I[i])
+        np.testing.assert_allclose(D1[0], D[i], rtol=1e-5, atol=1e-4)
+        assert index.last_search_stats["entries_scanned"][0] > 0

@@ -22,13 +22,13 @@ import warnings
 import numpy as np
 
 from .._validation import as_array, check_int
-from ..distances import exact_topk, sort_heaps, squared_norms
+from ..distances import METRIC_FORM, exact_topk, sort_heaps, squared_norms
 from ..heap import new_heaps
 from ..kmeans import KMeans
 from ..pq import ProductQuantizer
 from .base import Index, register_index
 from .invlists import InvertedLists
-from .ivf_kernels import scan_flat_lists, scan_pq_lists
+from .ivf_kernels import flat_search_one, pq_search_one, scan_flat_lists, scan_pq_lists
 
 #: Lloyd iterations of the coarse quantizer (FAISS's IVF default; k-means is run on up to
 #: 256 points per list).
@@ -75,18 +75,30 @@ class _IVFIndex(Index):
             warnings.simplefilter("ignore")
             km = KMeans(self.nlist, n_iter=COARSE_ITERATIONS, seed=self.seed, init="random",
                         spherical=self.metric != "l2").fit(x)
-        self.centroids = km.cluster_centers_
+        self._set_centroids(km.cluster_centers_)
         self._train_codec(x, self._assign(x))
         self.lists = self._new_lists()
+
+    def _set_centroids(self, centroids: np.ndarray) -> None:
+        self.centroids = centroids
+        self._centroid_norms = squared_norms(centroids)  # once, not per search
 
     def _assign(self, x: np.ndarray) -> np.ndarray:
         return self._coarse_search(x, 1)[1][:, 0]
 
+    @property
+    def _coarse_metric(self) -> str:
+        return "l2" if self.metric == "l2" else "ip"
+
     def _coarse_search(self, xq: np.ndarray, nprobe: int):
         """The ``nprobe`` nearest centroids: ``(values, lists)``, l2 distance or inner product."""
-        coarse_metric = "l2" if self.metric == "l2" else "ip"
-        return exact_topk(xq, self.centroids, squared_norms(self.centroids), nprobe,
-                          coarse_metric)
+        return exact_topk(xq, self.centroids, self._centroid_norms, nprobe, self._coarse_metric)
+
+    def _coarse_form(self):
+        """``(α, β, centroids, norms, nprobe)`` for the single-query kernels' coarse search."""
+        alpha, beta, _ = METRIC_FORM[self._coarse_metric]
+        return (self.centroids, self._centroid_norms, np.float32(alpha), np.float32(beta),
+                self.nprobe)
 
     # -- adding and removing ----------------------------------------------------------
     def _add(self, x: np.ndarray) -> None:
@@ -123,11 +135,17 @@ class _IVFIndex(Index):
 
     # -- searching ----------------------------------------------------------------------
     def _search(self, xq: np.ndarray, k: int):
-        coarse, probes = self._coarse_search(xq, self.nprobe)
-        heap_vals, heap_pos = new_heaps(len(xq), self._n_candidates(k))
-        scanned = np.zeros(len(xq), dtype=np.int64)
-        self._scan(xq, coarse, probes, heap_vals, heap_pos, scanned)
-        sort_heaps(heap_vals, heap_pos)
+        n_candidates = self._n_candidates(k)
+        if len(xq) == 1:  # one fused kernel call: Python overhead would dominate
+            heap_vals, heap_pos, count = self._search_one(xq[0], n_candidates)
+            heap_vals, heap_pos = heap_vals[None], heap_pos[None]
+            scanned = np.array([count])
+        else:
+            coarse, probes = self._coarse_search(xq, self.nprobe)
+            heap_vals, heap_pos = new_heaps(len(xq), n_candidates)
+            scanned = np.zeros(len(xq), dtype=np.int64)
+            self._scan(xq, coarse, probes, heap_vals, heap_pos, scanned)
+            sort_heaps(heap_vals, heap_pos)
         D, I = self._finish(*self._refine(xq, heap_vals, heap_pos, k))
         self.last_search_stats = {"coarse_distances": self.nlist,
                                   "entries_scanned": scanned}
@@ -178,7 +196,7 @@ class _IVFIndex(Index):
             centroids = arrays["centroids"]
             if centroids.shape != (index.nlist, index.d) or centroids.dtype != np.float32:
                 raise ValueError(f"centroids have shape {centroids.shape}")
-            index.centroids = centroids.copy()
+            index._set_centroids(centroids.copy())
             index._load_codec(arrays)
             index.lists = InvertedLists.from_state(index.nlist, index._list_fields(), arrays,
                                                    "lists_")
@@ -241,6 +259,11 @@ class IVFFlatIndex(_IVFIndex):
         lists = self.lists
         scan_flat_lists(xq, probes, lists.columns["vectors"], lists.offsets, lists.sizes,
                         self.metric == "l2", heap_vals, heap_pos, scanned)
+
+    def _search_one(self, q, k):
+        lists = self.lists
+        return flat_search_one(q, *self._coarse_form(), lists.columns["vectors"],
+                               lists.offsets, lists.sizes, self.metric == "l2", k)
 
 
 @register_index
@@ -353,10 +376,14 @@ class IVFPQIndex(_IVFIndex):
         entries = {"codes": self.pq.encode(x - self.centroids[lists] if self.by_residual else x)}
         return {**entries, "vectors": x} if self.store_vectors else entries
 
+    def _query_tables(self, xq):
+        """``(nq, m, ksub)``: ``−2 q_j·C_jc`` (l2) or ``−q_j·C_jc`` (ip)."""
+        tables = self.pq.compute_distance_tables(xq, metric="ip")
+        tables *= np.float32(-2.0 if self.metric == "l2" else -1.0)
+        return tables
+
     def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned):
         l2 = self.metric == "l2"
-        query_tables = self.pq.compute_distance_tables(xq, metric="ip")
-        query_tables *= np.float32(-2.0 if l2 else -1.0)
         if self.by_residual:
             coarse_terms = coarse if l2 else -coarse
         elif l2:
@@ -364,9 +391,20 @@ class IVFPQIndex(_IVFIndex):
         else:
             coarse_terms = np.zeros(probes.shape, dtype=np.float32)
         lists = self.lists
-        scan_pq_lists(query_tables, self._list_terms, np.ascontiguousarray(coarse_terms),
-                      probes, lists.columns["codes"], lists.offsets, lists.sizes,
-                      heap_vals, heap_pos, scanned)
+        scan_pq_lists(self._query_tables(xq), self._list_terms,
+                      np.ascontiguousarray(coarse_terms), probes, lists.columns["codes"],
+                      lists.offsets, lists.sizes, heap_vals, heap_pos, scanned)
+
+    def _search_one(self, q, k):
+        # coarse term = weight · (minimised coarse value) + offset: ‖y‖² − 2q·y + ‖q‖² for
+        # l2 with residuals, ‖q‖² without; −q·y for ip with residuals, 0 without
+        l2 = self.metric == "l2"
+        offset = np.float32(q @ q) if l2 else np.float32(0.0)
+        weight = np.float32(1.0 if self.by_residual else 0.0)
+        lists = self.lists
+        return pq_search_one(q, self._query_tables(q[None])[0], self._list_terms,
+                             *self._coarse_form(), weight, offset, lists.columns["codes"],
+                             lists.offsets, lists.sizes, k)
 
     def _n_candidates(self, k: int) -> int:
         return max(k, self.refine_k) if self.refine_k else k

@@ -1,10 +1,15 @@
-"""Numba kernels that scan the probed inverted lists of IVF indexes, one query per thread.
+"""Numba kernels that scan the probed inverted lists of IVF indexes.
 
 Every kernel keeps, per query, the k best ``(value, position)`` pairs in a heap of
 :mod:`retgen_ref.heap` (smaller value = better), where the position is the entry's row in
 the lists' pool (the caller maps it to the stored id, or to the stored vector for exact
 re-ranking), and counts the entries it scored, for the cost model of
 ``docs/03-ivf-hnsw-lsh.md``.
+
+The work for one query is written once (``*_one``); the batch kernels run it in parallel
+across queries, and the single-query kernels run the coarse search, the list scan and the
+final sort in one call, because for one query the overhead of separate calls would cost
+more than the search itself.
 """
 
 from __future__ import annotations
@@ -12,86 +17,144 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..heap import heap_replace_top
+from ..distances import scan_one
+from ..heap import EMPTY, heap_replace_top, heap_sort
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def scan_flat_lists(queries, probes, pool, offsets, sizes, use_l2,
-                    heap_vals, heap_ids, scanned):
-    """IVF-Flat: score every stored vector of the probed lists exactly.
+@njit(fastmath=True, cache=True)
+def flat_scan_one(q, probes, pool, offsets, sizes, use_l2, hv, hi):
+    """IVF-Flat, one query: score every stored vector of the lists in ``probes``.
 
     ``use_l2``: value ``‖q − x‖²`` summed directly (no cancellation); otherwise ``−q·x``.
-    ``probes[i]`` holds the lists of query ``i`` (``-1`` entries are skipped).
+    ``-1`` entries of ``probes`` are skipped. Returns the number of vectors scored.
     """
-    nq, d = queries.shape
-    for i in prange(nq):
-        q = queries[i]
-        hv = heap_vals[i]
-        hi = heap_ids[i]
-        count = 0
-        for p in range(probes.shape[1]):
-            lst = probes[i, p]
-            if lst < 0:
-                continue
-            start = offsets[lst]
-            end = start + sizes[lst]
-            count += end - start
-            for j in range(start, end):
-                x = pool[j]
-                s = np.float32(0.0)
-                if use_l2:
-                    for t in range(d):
-                        diff = q[t] - x[t]
-                        s += diff * diff
-                else:
-                    for t in range(d):
-                        s += q[t] * x[t]
-                    s = -s
-                if s < hv[0]:
-                    heap_replace_top(hv, hi, s, j)
-        scanned[i] = count
+    d = q.shape[0]
+    count = 0
+    for p in range(probes.shape[0]):
+        lst = probes[p]
+        if lst < 0:
+            continue
+        start = offsets[lst]
+        end = start + sizes[lst]
+        count += end - start
+        for j in range(start, end):
+            x = pool[j]
+            s = np.float32(0.0)
+            if use_l2:
+                for t in range(d):
+                    diff = q[t] - x[t]
+                    s += diff * diff
+            else:
+                for t in range(d):
+                    s += q[t] * x[t]
+                s = -s
+            if s < hv[0]:
+                heap_replace_top(hv, hi, s, j)
+    return count
+
+
+@njit(cache=True)
+def pq_scan_one(query_table, list_terms, coarse_terms, probes, codes, offsets, sizes, table,
+                hv, hi):
+    """IVF-PQ, one query: score the PQ codes of the lists in ``probes`` by table look-ups.
+
+    The value of a code ``c`` in list ``l = probes[p]`` is
+
+        coarse_terms[p] + Σ_j (list_terms[l, j, c_j] + query_table[j, c_j])
+
+    which covers both metrics (see ``IVFPQIndex``): for l2 with residuals,
+    ``‖q − y_l‖² + Σ_j (‖r_j‖² + 2 y_l,j·r_j) − 2 Σ_j q_j·r_j``; for ip, ``−q·y_l − Σ_j q_j·r_j``.
+    ``list_terms`` may have a first axis of length 1 when it does not depend on the list.
+    Per probed list the two tables are summed once into ``table`` (``(m, ksub)`` scratch),
+    so a code costs ``m`` look-ups and adds. Returns the number of codes scored.
+    """
+    m, ksub = query_table.shape
+    shared = list_terms.shape[0] == 1
+    count = 0
+    for p in range(probes.shape[0]):
+        lst = probes[p]
+        if lst < 0:
+            continue
+        lt = list_terms[0] if shared else list_terms[lst]
+        for j in range(m):
+            for c in range(ksub):
+                table[j, c] = lt[j, c] + query_table[j, c]
+        base = coarse_terms[p]
+        start = offsets[lst]
+        end = start + sizes[lst]
+        count += end - start
+        for e in range(start, end):
+            code = codes[e]
+            v = base
+            for j in range(m):
+                v += table[j, code[j]]
+            if v < hv[0]:
+                heap_replace_top(hv, hi, v, e)
+    return count
+
+
+@njit(parallel=True, cache=True)
+def scan_flat_lists(queries, probes, pool, offsets, sizes, use_l2, heap_vals, heap_ids,
+                    scanned):
+    """:func:`flat_scan_one` for every query, in parallel; counts into ``scanned``."""
+    for i in prange(queries.shape[0]):
+        scanned[i] = flat_scan_one(queries[i], probes[i], pool, offsets, sizes, use_l2,
+                                   heap_vals[i], heap_ids[i])
 
 
 @njit(parallel=True, cache=True)
 def scan_pq_lists(query_tables, list_terms, coarse_terms, probes, codes, offsets, sizes,
                   heap_vals, heap_ids, scanned):
-    """IVF-PQ: score the PQ codes of the probed lists with lookup tables (ADC).
-
-    The value of a code ``c`` in list ``l`` for query ``i`` is
-
-        coarse_terms[i, p] + Σ_j (list_terms[l, j, c_j] + query_tables[i, j, c_j])
-
-    which covers both metrics (see ``IVFPQIndex``): for l2 with residuals,
-    ``‖q − y_l‖² + Σ_j (‖r_j‖² + 2 y_l,j·r_j) − 2 Σ_j q_j·r_j``; for ip, ``−q·y_l − Σ_j q_j·r_j``.
-    ``list_terms`` may have a first axis of length 1 when it does not depend on the list.
-    Per probed list the two tables are summed once into an ``(m, ksub)`` table, so the scan
-    costs ``m`` lookups and adds per code.
-    """
-    nq = query_tables.shape[0]
+    """:func:`pq_scan_one` for every query, in parallel; counts into ``scanned``."""
     m, ksub = query_tables.shape[1], query_tables.shape[2]
-    shared = list_terms.shape[0] == 1
-    for i in prange(nq):
-        hv = heap_vals[i]
-        hi = heap_ids[i]
+    for i in prange(query_tables.shape[0]):
         table = np.empty((m, ksub), dtype=np.float32)
-        count = 0
-        for p in range(probes.shape[1]):
-            lst = probes[i, p]
-            if lst < 0:
-                continue
-            lt = list_terms[0] if shared else list_terms[lst]
-            for j in range(m):
-                for c in range(ksub):
-                    table[j, c] = lt[j, c] + query_tables[i, j, c]
-            base = coarse_terms[i, p]
-            start = offsets[lst]
-            end = start + sizes[lst]
-            count += end - start
-            for e in range(start, end):
-                code = codes[e]
-                v = base
-                for j in range(m):
-                    v += table[j, code[j]]
-                if v < hv[0]:
-                    heap_replace_top(hv, hi, v, e)
-        scanned[i] = count
+        scanned[i] = pq_scan_one(query_tables[i], list_terms, coarse_terms[i], probes[i],
+                                 codes, offsets, sizes, table, heap_vals[i], heap_ids[i])
+
+
+@njit(cache=True)
+def _new_heap(k):
+    return np.full(k, EMPTY, dtype=np.float32), np.full(k, -1, dtype=np.int64)
+
+
+@njit(cache=True)
+def coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe):
+    """The ``nprobe`` best lists of one query: ``(values, lists)``, best first.
+
+    Values are the minimised coarse values of :mod:`retgen_ref.distances`
+    (``‖y‖² − 2q·y`` for l2, ``−q·y`` for ip).
+    """
+    values, lists = _new_heap(nprobe)
+    scan_one(q, centroids, centroid_norms, alpha, beta, values, lists)
+    heap_sort(values, lists)
+    return values, lists
+
+
+@njit(cache=True)
+def flat_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, pool, offsets, sizes,
+                    use_l2, k):
+    """IVF-Flat search of one query in one call: ``(values, positions, scanned)``, sorted."""
+    _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
+    hv, hi = _new_heap(k)
+    scanned = flat_scan_one(q, lists, pool, offsets, sizes, use_l2, hv, hi)
+    heap_sort(hv, hi)
+    return hv, hi, scanned
+
+
+@njit(cache=True)
+def pq_search_one(q, query_table, list_terms, centroids, centroid_norms, alpha, beta, nprobe,
+                  coarse_weight, coarse_offset, codes, offsets, sizes, k):
+    """IVF-PQ search of one query in one call: ``(values, positions, scanned)``, sorted.
+
+    The coarse term of probed list ``p`` is ``coarse_weight · value_p + coarse_offset``
+    (see ``IVFPQIndex._coarse_terms``).
+    """
+    values, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
+    coarse_terms = coarse_weight * values + coarse_offset
+    hv, hi = _new_heap(k)
+    table = np.empty(query_table.shape, dtype=np.float32)
+    scanned = pq_scan_one(query_table, list_terms, coarse_terms, lists, codes, offsets, sizes,
+                          table, hv, hi)
+    heap_sort(hv, hi)
+    return hv, hi, scanned
