@@ -102,6 +102,24 @@ def blas_tiles_topk(queries, base, base_norms, alpha, beta, query_block, base_bl
                                 heap_replace_top(hv, hi, v, c0 + j)
 
 
+@njit(fastmath=True, inline="always", cache=True)
+def minimised_value(q, vectors, j, use_l2):
+    """The value searches minimise for ``q`` and row ``j``: ``‖q − x_j‖²`` or ``−q·x_j``.
+
+    The squared distance is summed directly (no ``‖x‖² − 2q·x`` cancellation); used by the
+    kernels that score candidates one by one (IVF lists, HNSW, LSH re-ranking).
+    """
+    s = np.float32(0.0)
+    if use_l2:
+        for t in range(q.shape[0]):
+            u = q[t] - vectors[j, t]
+            s += u * u
+        return s
+    for t in range(q.shape[0]):
+        s += q[t] * vectors[j, t]
+    return -s
+
+
 @njit(fastmath=True, cache=True)
 def scan_one(q, base, base_norms, alpha, beta, hv, hi):
     """Direct scan for one query: every stored vector's value, kept in the heap ``(hv, hi)``.

@@ -5,6 +5,9 @@ value to *minimise* (squared L2 distance, or the negated similarity). The root i
 kept candidate, so the hot loop tests a new candidate against ``vals[0]`` inline and calls
 :func:`heap_replace_top` only for the rare candidate that enters the top k.
 
+A growing *min*-heap (:func:`min_heap_push`, :func:`min_heap_pop`) holds the candidate
+queue of graph searches (HNSW): the closest unexpanded node first.
+
 Ties are broken by id: the heap orders pairs lexicographically by ``(value, id)``, so
 :func:`heap_sort` returns results sorted by value and then by id, the same on every run.
 Empty slots hold ``(EMPTY, -1)`` with ``EMPTY`` the largest finite float32, as in FAISS:
@@ -54,6 +57,45 @@ def heap_sort(vals, ids):
         vals[end] = top_v
         ids[end] = top_i
         heap_replace_top(vals[:end], ids[:end], last_v, last_i)
+
+
+@njit(cache=True)
+def min_heap_push(vals, ids, n, v, i):
+    """Push ``(v, i)`` on the min-heap held in the first ``n`` slots of ``(vals, ids)``."""
+    pos = n
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        pv = vals[parent]
+        if pv < v or (pv == v and ids[parent] < i):
+            break
+        vals[pos] = pv
+        ids[pos] = ids[parent]
+        pos = parent
+    vals[pos] = v
+    ids[pos] = i
+
+
+@njit(cache=True)
+def min_heap_pop(vals, ids, n):
+    """Remove the root of the min-heap of ``n`` entries (the caller read it first)."""
+    n -= 1
+    v, i = vals[n], ids[n]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= n:
+            break
+        right = child + 1
+        if right < n and (vals[right] < vals[child]
+                          or (vals[right] == vals[child] and ids[right] < ids[child])):
+            child = right
+        if v < vals[child] or (v == vals[child] and i < ids[child]):
+            break
+        vals[pos] = vals[child]
+        ids[pos] = ids[child]
+        pos = child
+    vals[pos] = v
+    ids[pos] = i
 
 
 EMPTY = np.finfo(np.float32).max

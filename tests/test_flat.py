@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from concurrency import assert_concurrent_searches_agree
 from retgen_ref import FlatIndex, distances
 from retgen_ref.reference import exact_search, pairwise_scores
 
@@ -132,19 +131,7 @@ def test_concurrent_searches_from_threads_agree_with_sequential():
     xb, xq = _data(5000, 16, 400)
     index = FlatIndex(16)
     index.add(xb)
-    expected = [index.search(xq[i::8], 5) for i in range(8)]
-    results = [None] * 8
-
-    def run(i):
-        results[i] = index.search(xq[i::8], 5)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for (D, I), (De, Ie) in zip(results, expected):
-        assert np.array_equal(I, Ie) and np.array_equal(D, De)
+    assert_concurrent_searches_agree(lambda i: index.search(xq[i::8], 5), 8)
 
 
 @settings(max_examples=40, deadline=None)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import scipy.sparse
 from scipy.sparse.csgraph import breadth_first_order
 
+from concurrency import assert_concurrent_searches_agree
 from retgen_ref import FlatIndex, HNSWIndex, load_index, num_threads, persist
 from retgen_ref.heap import EMPTY
 from retgen_ref.index import hnsw_kernels
@@ -220,20 +219,8 @@ def test_concurrent_searches_from_threads_agree_with_sequential(data, built):
     _, xq = data
     index = built["l2"]
     index.ef_search = 32
-    expected = [index.search(xq[i::8], 5) for i in range(7)] + [index.search(xq[:1], 5)]
-    results = [None] * 8
-
-    def run(i):
-        for _ in range(3):
-            results[i] = index.search(xq[i::8] if i < 7 else xq[:1], 5)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for (D, I), (De, Ie) in zip(results, expected):
-        assert np.array_equal(I, Ie) and np.array_equal(D, De)
+    queries = [xq[i::8] for i in range(7)] + [xq[:1]]  # the last: the single-query kernel
+    assert_concurrent_searches_agree(lambda i: index.search(queries[i], 5), 8, repeats=3)
 
 
 def test_last_search_stats_count_distance_computations(data, built):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
+from concurrency import assert_concurrent_searches_agree
 from retgen_ref import FlatIndex, IVFFlatIndex, IVFPQIndex, load_index, num_threads
 from retgen_ref.reference import exact_search, pairwise_scores
 from retgen_ref.synthetic import gaussian_mixture
@@ -136,19 +135,7 @@ def test_concurrent_searches_from_threads(data):
     x, xq = data
     index = _trained(x, "l2")
     index.nprobe = 4
-    expected = [index.search(xq[i::4], 5) for i in range(4)]
-    results = [None] * 4
-
-    def run(i):
-        results[i] = index.search(xq[i::4], 5)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for (D, I), (De, Ie) in zip(results, expected):
-        assert np.array_equal(I, Ie) and np.array_equal(D, De)
+    assert_concurrent_searches_agree(lambda i: index.search(xq[i::4], 5), 4)
 
 
 @pytest.mark.parametrize("trained", [True, False])

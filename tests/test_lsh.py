@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
+from concurrency import assert_concurrent_searches_agree
 from retgen_ref import FlatIndex, LSHIndex, load_index, num_threads
 from retgen_ref.reference import pairwise_scores
 from retgen_ref.synthetic import clustered_unit_vectors
@@ -179,20 +178,8 @@ def test_concurrent_searches_from_threads_agree_with_sequential(clustered):
     expected = [sequential.search(xq[i::4], 5) for i in range(4)]
     shared = LSHIndex(32, 10, 8, metric="l2")
     shared.add(x)  # not searched yet: the threads race to build the sorted view
-    barrier = threading.Barrier(4)
-    results = [None] * 4
-
-    def run(i):
-        barrier.wait()
-        results[i] = shared.search(xq[i::4], 5)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for (D, I), (De, Ie) in zip(results, expected):
-        assert np.array_equal(I, Ie) and np.array_equal(D, De)
+    assert_concurrent_searches_agree(lambda i: shared.search(xq[i::4], 5), 4,
+                                     expected=expected)
 
 
 @pytest.mark.parametrize("filled", [True, False])

@@ -31,23 +31,16 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..heap import EMPTY, heap_replace_top, heap_sort
+from ..distances import minimised_value
+from ..heap import EMPTY, heap_replace_top, heap_sort, min_heap_pop, min_heap_push
 
 _STAMP_LIMIT = np.iinfo(np.int32).max
 
 
-@njit(fastmath=True, inline="always", cache=True)
+@njit(inline="always", cache=True)
 def _dist(vectors, j, q, ip):
     """The minimised value of ``q`` and row ``j``: ``−q·x_j`` or ``‖q − x_j‖²``."""
-    s = np.float32(0.0)
-    if ip:
-        for t in range(q.shape[0]):
-            s += q[t] * vectors[j, t]
-        return -s
-    for t in range(q.shape[0]):
-        u = q[t] - vectors[j, t]
-        s += u * u
-    return s
+    return minimised_value(q, vectors, j, not ip)
 
 
 @njit(inline="always", cache=True)
@@ -59,45 +52,6 @@ def _next_stamp(stamps, gens, t):
         g = 1
     gens[t] = g
     return g
-
-
-@njit(cache=True)
-def _min_heap_push(vals, ids, n, v, i):
-    """Push ``(v, i)`` on the min-heap held in the first ``n`` slots of ``(vals, ids)``."""
-    pos = n
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        pv = vals[parent]
-        if pv < v or (pv == v and ids[parent] < i):
-            break
-        vals[pos] = pv
-        ids[pos] = ids[parent]
-        pos = parent
-    vals[pos] = v
-    ids[pos] = i
-
-
-@njit(cache=True)
-def _min_heap_pop(vals, ids, n):
-    """Remove the root of the min-heap of ``n`` entries (the caller read it first)."""
-    n -= 1
-    v, i = vals[n], ids[n]
-    pos = 0
-    while True:
-        child = 2 * pos + 1
-        if child >= n:
-            break
-        right = child + 1
-        if right < n and (vals[right] < vals[child]
-                          or (vals[right] == vals[child] and ids[right] < ids[child])):
-            child = right
-        if v < vals[child] or (v == vals[child] and i < ids[child]):
-            break
-        vals[pos] = vals[child]
-        ids[pos] = ids[child]
-        pos = child
-    vals[pos] = v
-    ids[pos] = i
 
 
 @njit(fastmath=True, cache=True)
@@ -142,7 +96,7 @@ def beam_search(q, vectors, links, counts, offsets, layer, entry, entry_d, res_v
         if cand_v[0] > res_v[0]:
             break
         cur = cand_i[0]
-        _min_heap_pop(cand_v, cand_i, n_cand)
+        min_heap_pop(cand_v, cand_i, n_cand)
         n_cand -= 1
         row = cur if layer == 0 else offsets[cur] + layer - 1
         for s in range(counts[row]):
@@ -153,7 +107,7 @@ def beam_search(q, vectors, links, counts, offsets, layer, entry, entry_d, res_v
             dj = _dist(vectors, j, q, ip)
             ndis += 1
             if dj < res_v[0]:
-                _min_heap_push(cand_v, cand_i, n_cand, dj, j)
+                min_heap_push(cand_v, cand_i, n_cand, dj, j)
                 n_cand += 1
                 heap_replace_top(res_v, res_i, dj, j)
     return ndis

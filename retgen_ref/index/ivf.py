@@ -161,14 +161,15 @@ class _IVFIndex(Index):
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the centroids, codec tables and the live list entries (without the
-        spare capacity the lists keep to grow)."""
+        """Bytes held to answer queries: centroids, codebooks, derived tables and the live
+        list entries (not the spare capacity the lists keep to grow)."""
         if not self.is_trained:
             return 0
         columns = self.lists.columns.values()
         entries = self.ntotal * sum(c.itemsize * int(np.prod(c.shape[1:])) for c in columns)
-        return (self.centroids.nbytes + entries + 3 * 8 * self.nlist
-                + sum(a.nbytes for a in self._codec_state().values()))
+        codec = sum(a.nbytes for a in self._codec_state().values())
+        derived = getattr(self, "_list_terms", np.empty(0)).nbytes
+        return self.centroids.nbytes + entries + 3 * 8 * self.nlist + codec + derived
 
     def _finish(self, heap_vals, heap_pos):
         """Heap values and pool positions -> FAISS-style ``(D, I)``."""
@@ -336,13 +337,11 @@ class IVFPQIndex(_IVFIndex):
                 "store_vectors": self.store_vectors, "refine_k": self.refine_k}
 
     def _codec_state(self) -> dict:
-        return {"codebooks": self.pq.codebooks_, "list_terms": self._list_terms}
+        return {"codebooks": self.pq.codebooks_}  # the list terms are derived from them
 
     def _load_codec(self, arrays) -> None:
         self.pq.codebooks_ = arrays["codebooks"]
         self._list_terms = self._precompute_list_terms()
-        if not np.array_equal(self._list_terms, arrays["list_terms"]):
-            raise ValueError("precomputed tables do not match the codebooks")
 
     @classmethod
     def _from_state(cls, params, arrays):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..distances import scan_one
+from ..distances import minimised_value, scan_one
 from ..heap import EMPTY, heap_replace_top, heap_sort
 
 
@@ -25,10 +25,8 @@ from ..heap import EMPTY, heap_replace_top, heap_sort
 def flat_scan_one(q, probes, pool, offsets, sizes, use_l2, hv, hi):
     """IVF-Flat, one query: score every stored vector of the lists in ``probes``.
 
-    ``use_l2``: value ``‖q − x‖²`` summed directly (no cancellation); otherwise ``−q·x``.
-    ``-1`` entries of ``probes`` are skipped. Returns the number of vectors scored.
+    Values by :func:`~retgen_ref.distances.minimised_value`. ``-1`` entries of ``probes`` are skipped. Returns the number of vectors scored.
     """
-    d = q.shape[0]
     count = 0
     for p in range(probes.shape[0]):
         lst = probes[p]
@@ -38,18 +36,9 @@ def flat_scan_one(q, probes, pool, offsets, sizes, use_l2, hv, hi):
         end = start + sizes[lst]
         count += end - start
         for j in range(start, end):
-            x = pool[j]
-            s = np.float32(0.0)
-            if use_l2:
-                for t in range(d):
-                    diff = q[t] - x[t]
-                    s += diff * diff
-            else:
-                for t in range(d):
-                    s += q[t] * x[t]
-                s = -s
-            if s < hv[0]:
-                heap_replace_top(hv, hi, s, j)
+            v = minimised_value(q, pool, j, use_l2)
+            if v < hv[0]:
+                heap_replace_top(hv, hi, v, j)
     return count
 
 

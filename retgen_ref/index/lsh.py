@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._validation import check_int
-from ..distances import sort_heaps
+from ..distances import minimised_value, sort_heaps
 from ..heap import heap_replace_top, new_heaps
 from .base import Index, register_index
 from .growable import GrowableRows
@@ -108,18 +108,9 @@ def probe_and_rerank(queries, query_keys, sorted_keys, sorted_ids, base, use_l2,
                 continue
             previous = j
             count += 1
-            x = base[j]
-            s = np.float32(0.0)
-            if use_l2:
-                for u in range(d):
-                    diff = q[u] - x[u]
-                    s += diff * diff
-            else:
-                for u in range(d):
-                    s += q[u] * x[u]
-                s = -s
-            if s < hv[0]:
-                heap_replace_top(hv, hi_ids, s, j)
+            v = minimised_value(q, base, j, use_l2)
+            if v < hv[0]:
+                heap_replace_top(hv, hi_ids, v, j)
         candidates[i] = count
 
 
