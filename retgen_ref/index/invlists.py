@@ -141,10 +141,14 @@ class InvertedLists:
 
     # -- persistence: every list written contiguously, in list order -------------------
     def state(self, prefix: str) -> dict[str, np.ndarray]:
-        self.compact()
-        return {**{f"{prefix}{name}": column for name, column in self.columns.items()},
-                f"{prefix}offsets": self.offsets, f"{prefix}sizes": self.sizes,
-                f"{prefix}capacities": self.capacities}
+        """Packed copies (no spare capacity) of every field, with offsets and sizes."""
+        rows = np.concatenate([np.arange(o, o + n) for o, n in zip(self.offsets.tolist(),
+                                                                   self.sizes.tolist())]
+                              + [np.empty(0, dtype=np.int64)])
+        offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        return {**{f"{prefix}{name}": column[rows] for name, column in self.columns.items()},
+                f"{prefix}offsets": offsets, f"{prefix}sizes": self.sizes.copy(),
+                f"{prefix}capacities": self.sizes.copy()}
 
     @classmethod
     def from_state(cls, nlist: int, fields: dict, arrays: dict, prefix: str):

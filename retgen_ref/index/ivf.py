@@ -356,6 +356,10 @@ class IVFPQIndex(_IVFIndex):
             self.pq.fit(target)
         self._list_terms = self._precompute_list_terms()
 
+    @property
+    def _codebooks_t(self) -> np.ndarray:
+        return self.pq._codebooks_t  # (m, dsub, ksub), as the table kernels read them
+
     def _precompute_list_terms(self) -> np.ndarray:
         """``(nlist or 1, m, ksub)`` float32: the per-list part of the ADC value."""
         cb = self.pq.codebooks_.astype(np.float64)  # (m, ksub, dsub)
@@ -401,9 +405,9 @@ class IVFPQIndex(_IVFIndex):
         offset = np.float32(q @ q) if l2 else np.float32(0.0)
         weight = np.float32(1.0 if self.by_residual else 0.0)
         lists = self.lists
-        return pq_search_one(q, self._query_tables(q[None])[0], self._list_terms,
-                             *self._coarse_form(), weight, offset, lists.columns["codes"],
-                             lists.offsets, lists.sizes, k)
+        return pq_search_one(q, self._codebooks_t, np.float32(-2.0 if l2 else -1.0),
+                             self._list_terms, *self._coarse_form(), weight, offset,
+                             lists.columns["codes"], lists.offsets, lists.sizes, k)
 
     def _n_candidates(self, k: int) -> int:
         return max(k, self.refine_k) if self.refine_k else k

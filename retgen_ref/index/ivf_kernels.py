@@ -132,17 +132,26 @@ def flat_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, pool, off
 
 
 @njit(cache=True)
-def pq_search_one(q, query_table, list_terms, centroids, centroid_norms, alpha, beta, nprobe,
-                  coarse_weight, coarse_offset, codes, offsets, sizes, k):
+def pq_search_one(q, codebooks_t, table_scale, list_terms, centroids, centroid_norms, alpha,
+                  beta, nprobe, coarse_weight, coarse_offset, codes, offsets, sizes, k):
     """IVF-PQ search of one query in one call: ``(values, positions, scanned)``, sorted.
 
-    The coarse term of probed list ``p`` is ``coarse_weight · value_p + coarse_offset``
-    (see ``IVFPQIndex._coarse_terms``).
+    The query's table is ``table_scale · q_j·C_jc`` from the transposed codebooks
+    ``(m, dsub, ksub)``. The coarse term of probed list ``p`` is
+    ``coarse_weight · value_p + coarse_offset`` (see ``IVFPQIndex._search_one``).
     """
+    m, dsub, ksub = codebooks_t.shape
+    query_table = np.zeros((m, ksub), dtype=np.float32)
+    for j in range(m):
+        for t in range(dsub):
+            qt = table_scale * q[j * dsub + t]
+            row = codebooks_t[j, t]
+            for c in range(ksub):
+                query_table[j, c] += qt * row[c]
     values, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
     coarse_terms = coarse_weight * values + coarse_offset
     hv, hi = _new_heap(k)
-    table = np.empty(query_table.shape, dtype=np.float32)
+    table = np.empty((m, ksub), dtype=np.float32)
     scanned = pq_scan_one(query_table, list_terms, coarse_terms, lists, codes, offsets, sizes,
                           table, hv, hi)
     heap_sort(hv, hi)
