@@ -28,7 +28,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .heap import EMPTY, heap_replace_top, heap_sort, new_heaps
+from .heap import heap_replace_top, heap_sort, new_heaps
 from .threads import single_threaded_blas
 
 #: Below this many queries the direct scan beats a matrix product (FAISS uses 20 too).
@@ -184,7 +184,7 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
     I : (nq, k) int64
     """
     alpha, beta, _ = METRIC_FORM[metric]
-    nq, n = queries.shape[0], base.shape[0]
+    nq = queries.shape[0]
     heap_vals, heap_ids = new_heaps(nq, k)
     if nq < BLAS_THRESHOLD:
         kernel_for(nq, scan_topk, scan_topk_serial)(

@@ -16,7 +16,7 @@ def test_demo_shows_duality_and_every_error_within_its_bound(capsys):
     assert "max |softmax_attention - retrieval_attention| = 0.0e+00" in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert [int(r[0]) for r in rows] == [1, 4, 16, 64, 256, 1024]
-    for k, eps, err, bound, excess in rows:
+    for _k, _eps, err, bound, excess in rows:
         assert float(err) <= float(bound) + 1e-12
         assert float(excess) <= 1e-12
     eps = [float(r[1]) for r in rows]

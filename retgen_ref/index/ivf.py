@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .._validation import as_array, check_int
+from .._validation import check_int
 from ..distances import METRIC_FORM, exact_topk, sort_heaps, squared_norms
 from ..heap import new_heaps
 from ..kmeans import KMeans
