@@ -19,14 +19,15 @@ the same parameters; QPS ≥ 0.5× the peer's at equal recall; HNSW build ≤ 2�
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
 
 import numpy as np
 
-from _harness import (BENCH_DOC, machine, machine_line, markdown_table, median_seconds,
-                      replace_doc_section, threads, write_json)
+from _harness import (BENCH_DOC, RESULTS, machine, machine_line, markdown_table,
+                      median_seconds, replace_doc_section, threads, write_json)
 from retgen_ref import FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex
 from retgen_ref.synthetic import clustered_unit_vectors, gaussian_mixture
 
@@ -249,6 +250,39 @@ def plot(points, path):
     fig.savefig(path, dpi=110)
 
 
+def summary(builds, rows) -> str:
+    """The targets of issue 4, evaluated on the measured rows."""
+    lines = ["### Targets", ""]
+    misses = sorted({(r["dataset"], r["family"], r["peer"], r["knob"], round(r["recall_ours"], 4),
+                      round(r["recall_peer"], 4)) for r in rows
+                     if r["recall_ours"] < r["recall_peer"] - 0.01})
+    lines.append(f"- Recall@10 within 0.01 of the peer at the same parameters: "
+                 f"{'met everywhere' if not misses else f'missed at {len(misses)} settings'}"
+                 + "".join(f"\n  - {d} {f} vs {p}, knob {k}: ours {a}, peer {b}"
+                           for d, f, p, k, a, b in misses))
+    for family in sorted({r["family"] for r in rows}):
+        for mode in ("batch", "single"):
+            sel = [r for r in rows if r["family"] == family and r["mode"] == mode]
+            eq = [r["qps_ours"] / r["qps_peer_at_our_recall"] for r in sel
+                  if r["qps_peer_at_our_recall"]]
+            same = [r["qps_ours"] / r["qps_peer"] for r in sel]
+            lines.append(f"- {family}, {mode} queries: QPS ours/peer at equal recall min "
+                         f"{min(eq):.2f}, median {np.median(eq):.2f} (target ≥ 0.5: "
+                         f"{'met' if min(eq) >= 0.5 else 'MISSED'}); at the same knob min "
+                         f"{min(same):.2f}, faster than the peer in {sum(v > 1 for v in same)} "
+                         f"of {len(same)} settings")
+    by_key = {(b["dataset"], b["family"], b["library"], b["threads"]): b["build_seconds"]
+              for b in builds}
+    ratios = [(d, t, by_key[(d, "HNSW", "retgen_ref", t)] / by_key[(d, "HNSW", "hnswlib", t)])
+              for (d, f, lib, t) in by_key if f == "HNSW" and lib == "hnswlib"]
+    if ratios:
+        worst = max(r for _, _, r in ratios)
+        lines.append(f"- HNSW build time ours/hnswlib: "
+                     + ", ".join(f"{d} {t}T {r:.2f}" for d, t, r in ratios)
+                     + f" (target ≤ 2: {'met' if worst <= 2 else 'MISSED'})")
+    return "\n".join(lines)
+
+
 def tables(builds, rows) -> str:
     def fmt(v, spec=",.0f"):
         return "–" if v is None else format(v, spec)
@@ -265,7 +299,7 @@ def tables(builds, rows) -> str:
           fmt(r["qps_peer"]), f'{r["qps_ours"] / r["qps_peer"]:.2f}',
           fmt(r["qps_peer_at_our_recall"] and r["qps_ours"] / r["qps_peer_at_our_recall"], ".2f")]
          for r in rows])
-    return (f"### Build (train + add) and size\n\nSize is the index saved to disk by each "
+    return (f"{summary(builds, rows)}\n\n### Build (train + add) and size\n\nSize is the index saved to disk by each "
             f"library (our `save`, FAISS `serialize_index`, hnswlib `save_index`). In memory, "
             f"IVF-PQ with l2 also holds the precomputed table of nlist·m·ksub floats "
             f"(16 MB for gmm-200k-128), in both libraries.\n\n{build_table}\n\n"
@@ -281,7 +315,14 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--render", action="store_true",
+                        help="rewrite the docs table and plot from benchmarks/results/ann.json "
+                             "without measuring again")
     args = parser.parse_args()
+    if args.render:
+        payload = json.loads((RESULTS / "ann.json").read_text())
+        write_docs(payload)
+        return
     scale, n_queries, n_single, min_seconds = ((0.1, 200, 50, 0.2) if args.quick
                                                else (1.0, 1000, 200, 0.5))
     builds, points = [], []
@@ -304,12 +345,17 @@ def main():
     if args.quick:
         print(f"wrote {path} (quick run: docs left as they are)")
         return
-    plot(points, BENCH_DOC.parent / "ann.png")
+    write_docs(payload)
+    print(f"wrote {path}, docs/ann.png and docs/benchmarks.md")
+
+
+def write_docs(payload: dict) -> None:
+    plot(payload["points"], BENCH_DOC.parent / "ann.png")
     replace_doc_section("bench_ann", "## Approximate search: IVF-Flat, IVF-PQ, HNSW vs FAISS and "
                         "hnswlib\n\n`python benchmarks/bench_ann.py` (k = 10; JSON in "
                         "`benchmarks/results/ann.json`). Machine: "
-                        f'{machine_line(payload["machine"])}.\n\n' + tables(builds, rows))
-    print(f"wrote {path}, docs/ann.png and docs/benchmarks.md")
+                        f'{machine_line(payload["machine"])}.\n\n'
+                        + tables(payload["builds"], payload["comparison"]))
 
 
 if __name__ == "__main__":
