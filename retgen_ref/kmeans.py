@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 from numba import njit, prange
+from tqdm import tqdm
 
 from ._validation import as_array, check_int
 from .distances import exact_topk, normalise_rows, squared_norms
@@ -207,7 +208,9 @@ class KMeans:
         centres = self._initial_centres(x, rng)
         assign, dist = self._assign(x, centres)
         history, self.n_splits_ = [], 0
-        for _ in range(self.n_iter):
+        # A bar on a terminal only (disable=None), so quiet in tests and when piped.
+        for _ in tqdm(range(self.n_iter), desc=f"k-means k={self.n_clusters}", disable=None,
+                      leave=False):
             centres, assign = self._update(x, assign, centres, rng)
             assign, dist = self._assign(x, centres)
             history.append(float(dist.sum(dtype=np.float64)))
