@@ -16,14 +16,15 @@ with kernel_cache():
     from .index import (FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex, LSHIndex,
                         load_index)
     from .kmeans import KMeans
+    from .pq import ProductQuantizer
     from .threads import num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "Index", "KMeans", "LSHIndex", "PositiveRandomFeatures",
-    "RandomFourierFeatures", "RetrievalResult", "attention_weights", "dropped_mass",
-    "kernel_attention", "kernel_matrix", "load_index", "multi_head_attention",
-    "num_threads", "paper_kernel_estimate", "retrieval_attention", "softmax_attention",
-    "topk_error_bound", "__version__",
+    "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "Index", "KMeans", "LSHIndex",
+    "PositiveRandomFeatures", "ProductQuantizer", "RandomFourierFeatures", "RetrievalResult",
+    "attention_weights", "dropped_mass", "kernel_attention", "kernel_matrix", "load_index",
+    "multi_head_attention", "num_threads", "paper_kernel_estimate", "retrieval_attention",
+    "softmax_attention", "topk_error_bound", "__version__",
 ]
