@@ -3,46 +3,83 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-
-import numpy as np
+import time
 
 from . import __version__
 
+DEMO_TRAIN_TOKENS = 300_000
+
 
 def demo(args: argparse.Namespace) -> int:
-    """Attention as retrieval on a random head: the duality, then top-k error vs its bound."""
-    from .attention import dropped_mass, retrieval_attention, softmax_attention, topk_error_bound
+    """The RETGEN language model on the bundled corpus, then attention as retrieval."""
+    from .demo import attention_demo, lm_demo
 
-    rng = np.random.default_rng(args.seed)
-    n, d, dv, nq = args.keys, 64, 64, args.queries
-    # Keys in 32 clusters and queries near them: attention concentrates on a few keys,
-    # as in a trained head, instead of spreading evenly as with isotropic noise.
-    centres = 2.0 * rng.standard_normal((32, d))
-    K = centres[rng.integers(0, 32, n)] + rng.standard_normal((n, d))
-    Q = centres[rng.integers(0, 32, nq)] + rng.standard_normal((nq, d))
-    V = rng.standard_normal((n, dv))
-
-    exact = softmax_attention(Q, K, V)
-    full = retrieval_attention(Q, K, V).output
-    print(f"Attention as retrieval (retgen.md §2): one head, n={n} keys, d={d}, {nq} queries\n")
-    print("Theorem 2.1, every key scored (tau = sqrt(d)):")
-    print(f"  max |softmax_attention - retrieval_attention| = {np.abs(exact - full).max():.1e}\n")
-    print("Top-k retrieval through a FlatIndex, softmax renormalised over the k keys;")
-    print("eps = dropped softmax mass, bound = 2 eps max|v_i|  (worst query of the batch):\n")
-    print(f"{'k':>6}  {'max eps':>9}  {'max |A - A_k|':>13}  {'max bound':>9}  {'max (error - bound)':>19}")
-    for k in (1, 4, 16, 64, 256, 1024):
-        if k > n:
-            break
-        result = retrieval_attention(Q, K, V, k=k)
-        eps = dropped_mass(Q, K, result.ids)
-        err = np.linalg.norm(exact - result.output, axis=1)
-        bound = topk_error_bound(eps, V)
-        excess = np.max(err - bound)
-        print(f"{k:>6}  {eps.max():>9.2e}  {err.max():>13.2e}  {bound.max():>9.2e}  {excess:>19.1e}")
-    print("\nerror - bound <= 0 for every query, up to float64 rounding (~1e-15) once eps is")
-    print("below it. `retgen-ref` checks this and more in `make test`.")
+    if args.part in ("lm", "all"):
+        lm_demo(args.train_tokens, args.seed, _progress())
+    if args.part == "all":
+        print()
+    if args.part in ("attention", "all"):
+        attention_demo(args.keys, args.queries, args.seed)
     return 0
+
+
+def _progress():
+    """Stage messages with elapsed seconds on stderr, on a terminal only (DESIGN.md 9)."""
+    if not sys.stderr.isatty():
+        return None
+    start = time.perf_counter()
+    return lambda stage: print(f"[{time.perf_counter() - start:6.1f}s] {stage}", file=sys.stderr,
+                               flush=True)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train a RETGEN model on a corpus and save it (retgen.md §11.1)."""
+    from .lm import RetgenLM, load_corpus
+
+    corpus = load_corpus(args.corpus)
+    model = RetgenLM(index=args.index, resolutions=args.resolutions, seed=args.seed)
+    model.fit(corpus, progress=_progress())
+    model.save(args.out)
+    report = model.fit_report_
+    print(f"corpus {corpus.name}: {len(corpus.train):,} training tokens, vocabulary "
+          f"{len(corpus.vocab):,}")
+    print(f"{model.n_patterns:,} patterns at resolutions {list(model.levels)}, index "
+          f"{args.index}; fitted on valid: k={report['k']}, tau={report['tau']}, "
+          f"KN-5 weight {report['alpha']:.3f}")
+    print(f"trained in {model.train_seconds_:.1f} s; saved to {args.out}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Held-out perplexity of a saved model next to KN-5 and unigram baselines."""
+    from .lm import RetgenLM
+
+    model = RetgenLM.load(args.model)
+    result = {**model.evaluate(), "n_patterns": model.n_patterns, "index": model.config.index,
+              "train_s": model.train_seconds_, "corpus": model.corpus_name}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    rows = [("RETGEN", "valid_ppl", "test_ppl"),
+            ("RETGEN + KN-5 (interpolated)", "valid_ppl_interpolated", "test_ppl_interpolated"),
+            ("Kneser-Ney 5-gram", "kn5_valid_ppl", "kn5_test_ppl"),
+            ("unigram (add-one)", "unigram_valid_ppl", "unigram_test_ppl")]
+    print(f"{'model':<30} {'valid ppl':>10} {'test ppl':>10}")
+    for name, valid, test in rows:
+        print(f"{name:<30} {result[valid]:>10.2f} {result[test]:>10.2f}")
+    print(f"\n{result['n_patterns']:,} patterns, index {result['index']}; test split scored in "
+          f"{result['eval_s']:.1f} s")
+    return 0
+
+
+def _resolutions(text: str) -> tuple:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                         "integers such as 1,2,3,4") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=int, default=4096, help="number of stored keys (default 4096)")
     p.add_argument("--queries", type=int, default=16, help="number of queries (default 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--part", choices=("all", "lm", "attention"), default="all",
+                   help="which demo to run (default all)")
+    p.add_argument("--train-tokens", type=int, default=DEMO_TRAIN_TOKENS,
+                   help="train the demo model on this many training tokens, 0 for all "
+                        f"(default {DEMO_TRAIN_TOKENS:,})")
     p.set_defaults(func=demo)
+
+    p = sub.add_parser("train", help=train.__doc__, description=train.__doc__)
+    p.add_argument("--corpus", default="austen",
+                   help="'austen' (bundled) or a folder of UTF-8 .txt files (default austen)")
+    p.add_argument("--out", required=True, help="directory to save the model in")
+    p.add_argument("--index", default="hnsw", choices=("flat", "hnsw", "ivfpq"),
+                   help="vector index of the patterns (default hnsw)")
+    p.add_argument("--resolutions", type=_resolutions, default=(1, 2, 3, 4),
+                   help="context lengths, comma-separated (default 1,2,3,4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=train)
+
+    p = sub.add_parser("eval", help=evaluate.__doc__, description=evaluate.__doc__)
+    p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=evaluate)
     return parser
 
 
@@ -67,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("keys", "queries"):
         if getattr(args, name, 1) < 1:
             parser.error(f"--{name} must be >= 1")
-    return args.func(args)
+    if getattr(args, "train_tokens", 0) < 0:
+        parser.error("--train-tokens must be >= 0")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"retgen-ref {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

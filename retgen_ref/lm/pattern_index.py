@@ -1,0 +1,78 @@
+"""One resolution of the RETGEN store: pattern table + embedding index (``retgen.md`` §11.1).
+
+``Index(C) = ∪ {(e_context(p), P_emp(· | p))}``: each distinct pattern's unit embedding
+goes into a vector index of the project (``flat`` exact, ``hnsw``, or ``ivfpq``) whose row
+``i`` is row ``i`` of the :class:`~retgen_ref.lm.patterns.PatternTable`. Retrieval is a
+maximum inner product search, which on unit vectors is the cosine similarity ``s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..index import FlatIndex, HNSWIndex, Index, IVFPQIndex
+from .kernels import full_distribution, target_probabilities
+from .patterns import PatternTable
+
+INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+
+
+def build_index(kind: str, vectors: np.ndarray, seed: int = 0) -> Index:
+    """An inner-product index of ``kind`` over unit ``vectors`` with sizes set from ``n``.
+
+    ``hnsw``: M = 16, ef_construction = 64, ef_search = 96. ``ivfpq``: nlist ≈ 4√n,
+    ``d/8`` sub-quantizers of 8 bits (fewer bits for tiny tables), nprobe = 16.
+    """
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index={kind!r}; choose one of {INDEX_KINDS}")
+    n, d = vectors.shape
+    if kind == "flat":
+        index = FlatIndex(d, "ip")
+    elif kind == "hnsw":
+        index = HNSWIndex(d, M=16, ef_construction=64, metric="ip", seed=seed)
+        index.ef_search = 96
+    else:
+        nlist = int(np.clip(4 * np.sqrt(n), 1, max(1, n // 39)))
+        nbits = int(np.clip(np.log2(max(n, 2) / 4), 1, 8))
+        m = max(1, d // 8) if d % 8 == 0 else d
+        index = IVFPQIndex(d, nlist, m, nbits, metric="ip", seed=seed)
+        index.train(vectors)
+        index.nprobe = min(16, nlist)
+    index.add(vectors)
+    return index
+
+
+@dataclass
+class Resolution:
+    """Patterns of one length ``r`` with their index; ``totals[i] = n(p_i)``."""
+
+    table: PatternTable
+    index: Index
+
+    def __post_init__(self):
+        self.totals = self.table.totals
+
+    @property
+    def r(self) -> int:
+        return self.table.resolution
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(sims, ids)`` of the ``k`` nearest patterns of each unit query."""
+        return self.index.search(queries, k)
+
+    def target_probabilities(self, sims, ids, k: int, tau: float, targets: np.ndarray):
+        """``(P_r(target), soft count)`` per query from search results (kernels module)."""
+        prob = np.empty(len(targets))
+        mass = np.empty(len(targets))
+        target_probabilities(ids, sims, k, tau, self.table.offsets, self.table.next_tokens,
+                             self.table.next_counts, self.totals, targets, prob, mass)
+        return prob, mass
+
+    def distribution(self, sims, ids, tau: float, vocab_size: int):
+        """``(P_r(· | x), soft count)`` for one query's ``k`` results."""
+        out = np.zeros(vocab_size)
+        mass = full_distribution(ids, sims, tau, self.table.offsets, self.table.next_tokens,
+                                 self.table.next_counts, self.totals, out)
+        return out, mass
