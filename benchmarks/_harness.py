@@ -91,18 +91,18 @@ def write_json(name: str, payload: dict) -> Path:
     return path
 
 
-def replace_doc_section(name: str, markdown: str) -> None:
+def replace_doc_section(name: str, markdown: str, doc: Path = BENCH_DOC) -> None:
     """Put ``markdown`` between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in
-    docs/benchmarks.md, appending the section if it is not there yet."""
+    ``doc`` (docs/benchmarks.md by default), appending the section if it is not there yet."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = BENCH_DOC.read_text() if BENCH_DOC.exists() else "# Benchmarks\n"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     block = f"{begin}\n{markdown.rstrip()}\n{end}"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    BENCH_DOC.write_text(text)
+    doc.write_text(text)
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from retgen_ref.cli import main
 
 
 def test_demo_shows_duality_and_every_error_within_its_bound(capsys):
-    assert main(["demo", "--keys", "1024", "--queries", "4"]) == 0
+    assert main(["demo", "--part", "attention", "--keys", "1024", "--queries", "4"]) == 0
     out = capsys.readouterr().out
     assert "max |softmax_attention - retrieval_attention| = 0.0e+00" in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
@@ -24,14 +25,27 @@ def test_demo_shows_duality_and_every_error_within_its_bound(capsys):
 
 
 def test_demo_is_reproducible(capsys):
-    main(["demo", "--keys", "300", "--seed", "3"])
+    main(["demo", "--part", "attention", "--keys", "300", "--seed", "3"])
     first = capsys.readouterr().out
-    main(["demo", "--keys", "300", "--seed", "3"])
+    main(["demo", "--part", "attention", "--keys", "300", "--seed", "3"])
     assert capsys.readouterr().out == first
+
+
+def test_lm_demo_trains_prints_the_table_and_predictions(capsys):
+    assert main(["demo", "--part", "lm", "--train-tokens", "30000"]) == 0
+    out = capsys.readouterr().out
+    for row in ("RETGEN", "RETGEN + KN-5 (interpolated)", "Kneser-Ney 5-gram",
+                "unigram (add-one)"):
+        match = re.search(rf"^{re.escape(row)}\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
+        valid, test = float(match[1]), float(match[2])
+        assert 1 < valid < 2000 and 1 < test < 2000
+    assert "'she could not help' ->" in out
+    assert "r=4 (mixture weight" in out
 
 
 @pytest.mark.parametrize("args,message", [
     (["demo", "--keys", "0"], "--keys must be >= 1"),
+    (["demo", "--train-tokens", "-1"], "--train-tokens must be >= 0"),
     (["demo", "--keys", "ten"], "invalid int value"),
     (["frobnicate"], "invalid choice"),
     ([], "required"),

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 _EM_MAX_ITERATIONS = 5000
-_EM_TOLERANCE = 1e-10  # stop when an iteration lowers the mean NLL by less than this
+EM_TOLERANCE = 1e-10  # stop when an iteration lowers the mean NLL by less than this
 
 
 def mean_nll(P: np.ndarray, weights: np.ndarray) -> float:
@@ -49,15 +49,19 @@ class ConstantMixture:
             raise ValueError(f"method={method!r}; choose 'em' or 'paper'")
         self.method = method
 
-    def fit(self, P: np.ndarray, M: np.ndarray, entropies: np.ndarray | None = None):
-        """Fit on valid components ``P`` (``entropies`` ``(R+1,)`` needed for "paper")."""
+    def fit(self, P: np.ndarray, M: np.ndarray, entropies: np.ndarray | None = None,
+            tolerance: float = EM_TOLERANCE):
+        """Fit on valid components ``P`` (``entropies`` ``(R+1,)`` needed for "paper").
+
+        EM stops when an iteration lowers the mean NLL by less than ``tolerance`` nats.
+        """
         if self.method == "em":
             lam = np.full(len(P), 1.0 / len(P))
             previous = np.inf
             for _ in range(_EM_MAX_ITERATIONS):
                 mix = lam @ P
                 loss = -np.log(mix).mean()
-                if previous - loss < _EM_TOLERANCE:
+                if previous - loss < tolerance:
                     break
                 previous = loss
                 lam = (lam[:, None] * P / mix).mean(axis=1)
@@ -112,7 +116,8 @@ class ConfidenceMixture:
             rest = rest * (1.0 - chosen)
         return w
 
-    def fit(self, P: np.ndarray, M: np.ndarray, entropies=None):
+    def fit(self, P: np.ndarray, M: np.ndarray, entropies=None,
+            tolerance: float = EM_TOLERANCE):
         """EM on valid: ``λ_r(b) ← Σ_{t∈b} ρ_r(t) / Σ_{t∈b} Σ_{s≤r} ρ_s(t)``.
 
         ``ρ_r(t)`` is the posterior that component ``r`` produced token ``t``; the
@@ -127,7 +132,7 @@ class ConfidenceMixture:
             w = self._weights(lam, B)
             mix = (w * P).sum(axis=0)
             loss = -np.log(mix).mean()
-            if previous - loss < _EM_TOLERANCE:
+            if previous - loss < tolerance:
                 break
             previous = loss
             resp = w * P / mix
