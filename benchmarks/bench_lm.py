@@ -46,6 +46,11 @@ ABLATION = {  # label: configuration (RetgenConfig defaults for anything not giv
     "positional, decay 0.85": {"decay": 0.85},
     "positional, resolutions 1-3": {"resolutions": (1, 2, 3)},
     "positional, resolutions 1-5": {"resolutions": (1, 2, 3, 4, 5)},
+    "positional, decay 1.0": {"decay": 1.0},
+    "positional + global, decay 0.85": {"embedding": {"positional": 1.0, "global": 0.2},
+                                        "decay": 0.85},
+    "positional, decay 0.85, resolutions 1-5": {"decay": 0.85, "resolutions": (1, 2, 3, 4, 5)},
+    "positional, decay 0.85, k up to 128": {"decay": 0.85, "k_max": 128},
 }
 
 
@@ -125,6 +130,8 @@ ABLATION_BASE = {"word_dim": 64, "decay": 0.7, "resolutions": [1, 2, 3, 4]}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "indexes", "ablation"), default="all")
+    parser.add_argument("--rows", nargs="+", choices=list(ABLATION), metavar="LABEL",
+                        help="re-measure only these ablation rows, keep the others")
     parser.add_argument("--render", action="store_true",
                         help="rewrite docs/benchmarks.md from results/lm.json, no measuring")
     args = parser.parse_args()
@@ -142,8 +149,13 @@ def main() -> None:
                 print(json.dumps({k: v for k, v in payload["indexes"][-1].items()
                                   if k != "grid"}), flush=True)
         if args.part in ("all", "ablation"):
+            kept = payload.get("ablation", {}) if args.rows else {}
             payload["ablation"] = {}
             for label, config in ABLATION.items():
+                if args.rows and label not in args.rows:
+                    if label in kept:
+                        payload["ablation"][label] = kept[label]
+                    continue
                 payload["ablation"][label] = run(corpus, **{**ABLATION_BASE, **config})
                 print(label, {k: payload["ablation"][label][k]
                               for k in ("valid_ppl", "test_ppl", "train_s")}, flush=True)

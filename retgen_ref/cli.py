@@ -45,9 +45,11 @@ def train(args: argparse.Namespace) -> int:
     report = model.fit_report_
     print(f"corpus {corpus.name}: {len(corpus.train):,} training tokens, vocabulary "
           f"{len(corpus.vocab):,}")
-    print(f"{model.n_patterns:,} patterns at resolutions {list(model.levels)}, index "
-          f"{args.index}; fitted on valid: k={report['k']}, tau={report['tau']}, "
-          f"KN-5 weight {report['alpha']:.3f}")
+    sizes = model.nbytes
+    print(f"{model.n_patterns:,} patterns at resolutions {list(model.levels)}: tables "
+          f"{sizes['patterns'] / 1e6:.1f} MB, {args.index} indexes {sizes['index'] / 1e6:.1f} MB")
+    print(f"fitted on valid: k={report['k']}, tau={report['tau']}, KN-5 weight "
+          f"{report['alpha']:.3f}")
     print(f"trained in {model.train_seconds_:.1f} s; saved to {args.out}")
     return 0
 
@@ -58,7 +60,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
     model = RetgenLM.load(args.model)
     result = {**model.evaluate(), "n_patterns": model.n_patterns, "index": model.config.index,
-              "train_s": model.train_seconds_, "corpus": model.corpus_name}
+              "bytes": model.nbytes, "train_s": model.train_seconds_,
+              "corpus": model.corpus_name}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -222,5 +222,14 @@ def test_cli_train_and_eval_on_a_folder_of_text(corpus_dir, tmp_path, capsys):
     assert "no model directory" in capsys.readouterr().err
 
 
+def test_train_prefix_keeps_vocabulary_and_held_out_splits(corpus):
+    cut = corpus.with_train_prefix(5000)
+    assert len(cut.train) <= 5000 and cut.train[-1] == 1  # ends at a paragraph end
+    np.testing.assert_array_equal(cut.train, corpus.train[:len(cut.train)])
+    assert cut.vocab == corpus.vocab and cut.test is corpus.test
+    with pytest.raises(ValueError, match="no whole paragraph"):
+        corpus.with_train_prefix(1)
+
+
 def test_contexts_before_the_split_start_are_eos():
     assert context_windows(np.array([4], np.int32), 3).tolist() == [[1, 1, 1]]

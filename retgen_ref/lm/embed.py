@@ -55,7 +55,7 @@ class ContextEncoder:
 
     word_vectors: np.ndarray
     weights: dict = field(default_factory=lambda: {"positional": 1.0})
-    decay: float = 0.7
+    decay: float = 0.85
     history: int = 64
 
     def __post_init__(self):
