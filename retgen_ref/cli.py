@@ -39,7 +39,8 @@ def train(args: argparse.Namespace) -> int:
     from .lm import RetgenLM, load_corpus
 
     corpus = load_corpus(args.corpus)
-    model = RetgenLM(index=args.index, resolutions=args.resolutions, seed=args.seed)
+    model = RetgenLM(index=args.index, resolutions=args.resolutions, seed=args.seed,
+                     decay_rate=args.decay_rate)
     model.fit(corpus, progress=_progress())
     model.save(args.out)
     report = model.fit_report_
@@ -74,6 +75,43 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"{name:<30} {result[valid]:>10.2f} {result[test]:>10.2f}")
     print(f"\n{result['n_patterns']:,} patterns, index {result['index']}; test split scored in "
           f"{result['eval_s']:.1f} s")
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
+    """Continue a prompt with a saved model, optionally with each token's retrieval trace."""
+    from .lm import RetgenLM
+
+    model = RetgenLM.load(args.model)
+    result = model.generate(args.prompt, args.max_tokens, trace=args.trace or args.json,
+                            strategy=args.strategy, temperature=args.temperature,
+                            top_k=args.top_k, top_p=args.top_p,
+                            repetition_penalty=args.repetition_penalty,
+                            beam_width=args.beam_width, seed=args.seed)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(result.text)
+    if args.trace:
+        print()
+        for step in result.trace:
+            print(f"{step.token!r:>16} p={step.prob:.3f}  " + "; ".join(
+                f"r={p['resolution']} {p['text']!r} w={p['weight']:.2f} "
+                f"P(tok|p)={p['next_token_prob']:.2f}" for p in step.patterns))
+    return 0
+
+
+def update(args: argparse.Namespace) -> int:
+    """Add the documents of a corpus to a saved model in place (online learning, §9.1)."""
+    from .lm import RetgenLM, read_documents
+
+    model = RetgenLM.load(args.model)
+    texts = ["\n".join(doc.paragraphs) for doc in read_documents(args.corpus)]
+    summary = model.add_documents(texts, timestamp=args.timestamp)
+    model.save(args.model)
+    new = sum(summary["new_patterns"].values())
+    print(f"added {summary['documents']} documents, {summary['tokens']:,} tokens: {new:,} new "
+          f"patterns, {model.n_patterns:,} in all; {summary['seconds']:.1f} s")
     return 0
 
 
@@ -112,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vector index of the patterns (default hnsw)")
     p.add_argument("--resolutions", type=_resolutions, default=(1, 2, 3, 4),
                    help="context lengths, comma-separated (default 1,2,3,4)")
+    p.add_argument("--decay-rate", type=float, default=0.0,
+                   help="λ of the drift weights e^(-λ·age) for text added later (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=train)
 
@@ -119,6 +159,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=evaluate)
+
+    p = sub.add_parser("generate", help=generate.__doc__, description=generate.__doc__)
+    p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
+    p.add_argument("--prompt", required=True, help="text to continue (unknown words are fine)")
+    p.add_argument("--max-tokens", type=int, default=40, help="tokens to generate (default 40)")
+    p.add_argument("--strategy", default="greedy",
+                   choices=("greedy", "sample", "adaptive", "beam"), help="default greedy")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default 1: off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="divide a recent token's probability by this per repeat (default 1)")
+    p.add_argument("--beam-width", type=int, default=4, help="hypotheses kept by beam search")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--trace", action="store_true", help="show the patterns behind each token")
+    p.add_argument("--json", action="store_true", help="print text, tokens and trace as JSON")
+    p.set_defaults(func=generate)
+
+    p = sub.add_parser("update", help=update.__doc__, description=update.__doc__)
+    p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
+    p.add_argument("--corpus", required=True, help="a .txt file or a folder of them")
+    p.add_argument("--timestamp", type=float, default=None,
+                   help="time of the new text, for models with a decay rate (§9.2)")
+    p.set_defaults(func=update)
     return parser
 
 

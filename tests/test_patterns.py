@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retgen_ref.lm.patterns import (context_windows, extract_patterns, merge_tables,
+from retgen_ref.lm.patterns import (add_to_table, context_windows, extract_patterns,
                                     pattern_ids)
 
 streams = st.lists(st.integers(0, 5), min_size=1, max_size=60).map(
@@ -49,10 +49,17 @@ def test_table_equals_brute_force_counts(stream, r):
 
 
 @settings(max_examples=40, deadline=None)
-@given(streams, streams, st.integers(1, 3))
-def test_merging_two_tables_adds_their_counts(a, b, r):
-    merged = table_counts(merge_tables(extract_patterns(a, r), extract_patterns(b, r)))
-    assert merged == brute_force_counts(a, r) + brute_force_counts(b, r)
+@given(streams, streams, st.integers(1, 3), st.sampled_from([1.0, 0.25]))
+def test_adding_a_table_adds_counts_and_keeps_stored_rows_in_place(a, b, r, scale):
+    old = extract_patterns(a, r)
+    merged, appended = add_to_table(old, extract_patterns(b, r), scale)
+    expected = Counter({key: c * scale for key, c in brute_force_counts(a, r).items()})
+    expected.update(brute_force_counts(b, r))
+    assert table_counts(merged) == pytest.approx(expected)
+    np.testing.assert_array_equal(merged.contexts[:len(old)], old.contexts)
+    assert len(merged) == len(old) + len(appended)
+    if scale == 1.0:  # the same counts as extracting both segments at once
+        assert table_counts(merged) == pytest.approx(table_counts(extract_patterns([a, b], r)))
 
 
 def test_pattern_ids_find_stored_contexts_and_flag_others():

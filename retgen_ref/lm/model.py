@@ -40,6 +40,18 @@ class RetgenConfig:
 
     The defaults are the configuration with the best valid perplexity in the ablation of
     ``benchmarks/bench_lm.py`` (``docs/04-retgen-lm.md`` §4.3).
+
+    Attributes
+    ----------
+    resolutions : context lengths ``r`` with a pattern store each (§4.3).
+    index : ``"flat"`` (exact), ``"hnsw"`` or ``"ivfpq"`` (:mod:`.pattern_index`).
+    word_dim, window : PPMI-SVD word vectors (:mod:`.word_vectors`).
+    embedding, decay, history : the context embedding's parts, the positional part's
+        slot decay ``ρ`` and the global part's window (:mod:`.embed`).
+    k_max : most patterns retrieved; ``k ≤ k_max`` and ``τ`` are fitted on valid.
+    mixture : ``"confidence"``, ``"em"`` or ``"paper"`` (:mod:`.mixing`).
+    decay_rate : ``λ`` of the drift weights ``e^{−λ·age}`` of online updates (§9.2).
+    seed : for the SVD start vector and the index.
     """
 
     resolutions: tuple = (1, 2, 3, 4)
@@ -51,6 +63,7 @@ class RetgenConfig:
     history: int = 64
     k_max: int = 128
     mixture: str = "confidence"
+    decay_rate: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -62,6 +75,8 @@ class RetgenConfig:
         if self.mixture not in ("confidence", "em", "paper"):
             raise ValueError(f"mixture={self.mixture!r}; choose 'confidence', 'em' or 'paper'")
         check_int(self.k_max, "k_max")
+        if not (np.isfinite(self.decay_rate) and self.decay_rate >= 0):
+            raise ValueError(f"decay_rate={self.decay_rate} must be a finite number >= 0")
 
 
 @dataclass
@@ -69,10 +84,19 @@ class Retrieved:
     """What one resolution retrieved for one query (for traces and the demo)."""
 
     resolution: int
-    patterns: list          # (P_i, r) token ids of each retrieved pattern
+    ids: np.ndarray         # rows of the retrieved patterns in the resolution's table
+    patterns: np.ndarray    # (k, r) their token ids
     similarity: np.ndarray  # s_i
-    weight: np.ndarray      # normalised kernel weight of each pattern in P_r
+    weight: np.ndarray      # normalised kernel weight n(p_i) exp(s_i/τ) of each in P_r
     mixture_weight: float   # w_r(x)
+
+
+@dataclass
+class Prediction:
+    """A next-token distribution and the retrieval behind it."""
+
+    distribution: np.ndarray  # (V,)
+    retrieved: list           # one Retrieved per resolution, shortest first
 
 
 class RetgenLM:
@@ -110,27 +134,33 @@ class RetgenLM:
                                       cfg.history)
         self.unigram = UnigramLM().fit(train, V)
         self.kn5 = KneserNeyLM(5).fit(train, V)
-        history = self.encoder.history_vectors(train) if self.encoder.uses_history else None
-        self.levels, self.pattern_history = {}, {}
-        for r in cfg.resolutions:
-            say(f"patterns and index, resolution {r}")
-            table = extract_patterns(train, r)
-            self.pattern_history[r] = self._pattern_history(table, train, history)
-            vectors = self.encoder.encode(table.contexts, self.pattern_history[r])
-            self.levels[r] = Resolution(table, build_index(cfg.index, vectors, cfg.seed))
+        self._build_levels([train], say)
         self.build_seconds_ = time.perf_counter() - start
         say("fitting tau, k and the mixture on valid")
         fit_on_valid(self)
         self.train_seconds_ = time.perf_counter() - start
         return self
 
-    def _pattern_history(self, table, train, history):
+    def _build_levels(self, segments: list, say=lambda message: None) -> None:
+        """Pattern tables and indexes of every resolution from training token streams."""
+        self.levels, self.pattern_history = {}, {}
+        for r in self.config.resolutions:
+            say(f"patterns and index, resolution {r}")
+            table = extract_patterns(segments, r)
+            self.pattern_history[r] = self._pattern_history(table, segments)
+            vectors = self.encoder.encode(table.contexts, self.pattern_history[r])
+            self.levels[r] = Resolution(table, build_index(self.config.index, vectors,
+                                                           self.config.seed))
+        self.clock_ = 0.0
+
+    def _pattern_history(self, table, segments: list):
         """Global part of each stored pattern: the mean history vector of its occurrences."""
-        if history is None:
+        if not self.encoder.uses_history:
             return None
-        occurrence = pattern_ids(table, context_windows(train, table.resolution))
-        sums = np.zeros((len(table), history.shape[1]))
-        np.add.at(sums, occurrence, history)
+        sums = np.zeros((len(table), self.word_vectors.shape[1]))
+        for stream in segments:
+            occurrence = pattern_ids(table, context_windows(stream, table.resolution))
+            np.add.at(sums, occurrence, self.encoder.history_vectors(stream))
         return (sums / table.totals[:, None]).astype(np.float32)
 
     # -- retrieval ----------------------------------------------------------------------
@@ -227,43 +257,78 @@ class RetgenLM:
             return self.vocab.encode(context)
         return self._stream(np.asarray(context, np.int64).reshape(-1))
 
-    def _retrieve_one(self, ids: np.ndarray):
-        """Per resolution: search results and the full ``P_r`` for the end of ``ids``."""
-        stream = np.append(ids, 0).astype(np.int32)  # a dummy target after the context
-        out = []
+    def _last_query(self, ids: np.ndarray, r: int) -> np.ndarray:
+        """Embedding of the context at the end of ``ids`` (only its tail is read)."""
+        tail = ids[-(max(r, self.config.history) + 1):] if len(ids) else ids
+        stream = np.append(tail, 0).astype(np.int32)  # a dummy target after the context
+        return self._queries(stream, r)[-1:]
+
+    def predict(self, context, interpolate: bool = False) -> Prediction:
+        """``P(· | context)`` with the patterns it was retrieved from (one search per level).
+
+        ``context`` is text, a token list or token ids; unknown words become ``<unk>``.
+        """
+        ids = self.encode_context(context)
+        P, masses, retrieved = [self.unigram.distribution(ids)], [np.inf], []
         for r, level in self.levels.items():
-            query = self._queries(stream, r)[-1:]
-            sims, hit = level.search(query, self.k_)
-            dist, mass = level.distribution(sims[0], hit[0], self.tau_, len(self.vocab))
-            out.append((r, sims[0], hit[0], dist, mass))
-        return out
+            sims, hit = level.search(self._last_query(ids, r), self.k_)
+            keep = hit[0] >= 0
+            sims, hit = sims[0][keep], hit[0][keep]
+            dist, mass = level.distribution(sims, hit, self.tau_, len(self.vocab))
+            P.append(dist)
+            masses.append(mass)
+            w = level.totals[hit] * np.exp((sims - sims.max()) / self.tau_) if len(hit) else sims
+            retrieved.append(Retrieved(r, hit, level.table.contexts[hit], sims,
+                                       w / w.sum() if len(w) else w, 0.0))
+        mix = self.mixture_.weights(np.array(masses)[:, None])[:, 0]
+        for found, weight in zip(retrieved, mix[1:]):
+            found.mixture_weight = float(weight)
+        dist = mix @ np.array(P)
+        if interpolate:
+            dist = (1 - self.alpha_) * dist + self.alpha_ * self.kn5.distribution(ids)
+        return Prediction(dist, retrieved)
 
     def next_token_distribution(self, context, interpolate: bool = False) -> np.ndarray:
         """``P(· | context)`` over the whole vocabulary, shape ``(V,)``, sums to 1, no zero."""
-        ids = self.encode_context(context)
-        found = self._retrieve_one(ids)
-        P = np.array([self.unigram.distribution(ids)] + [f[3] for f in found])
-        M = np.array([[np.inf]] + [[f[4]] for f in found])
-        dist = self.mixture_.weights(M)[:, 0] @ P
-        if interpolate:
-            dist = (1 - self.alpha_) * dist + self.alpha_ * self.kn5.distribution(ids)
-        return dist
+        return self.predict(context, interpolate).distribution
 
     def retrieve(self, context) -> list[Retrieved]:
         """The patterns behind ``next_token_distribution(context)``, per resolution."""
-        ids = self.encode_context(context)
-        found = self._retrieve_one(ids)
-        M = np.array([[np.inf]] + [[f[4]] for f in found])
-        mix = self.mixture_.weights(M)[:, 0]
-        out = []
-        for j, (r, sims, hit, _, _) in enumerate(found):
-            keep = hit >= 0
-            sims, hit = sims[keep], hit[keep]
-            level = self.levels[r]
-            w = level.totals[hit] * np.exp((sims - sims.max()) / self.tau_) if len(hit) else sims
-            out.append(Retrieved(r, [level.table.contexts[i] for i in hit], sims,
-                                 w / w.sum() if len(w) else w, float(mix[j + 1])))
+        return self.predict(context).retrieved
+
+    def pattern_next_probability(self, resolution: int, ids, token: int) -> np.ndarray:
+        """``P_emp(token | p_i)`` for the stored patterns ``ids`` of a resolution."""
+        table = self.levels[resolution].table
+        out = np.zeros(len(ids))
+        for j, i in enumerate(ids):
+            tokens, counts = table.next_token_counts(i)
+            at = np.searchsorted(tokens, token)
+            if at < len(tokens) and tokens[at] == token:
+                out[j] = counts[at] / counts.sum()
         return out
+
+    # -- generation and online learning (§9, §11) -----------------------------------------
+    def generate(self, prompt, max_tokens: int = 40, trace: bool = False,
+                 interpolate: bool = False, **decoding):
+        """Continue ``prompt``: a :class:`~.generate.Generation`.
+
+        ``decoding`` are :class:`~.generate.Decoder` settings (strategy, temperature, ...).
+        """
+        from .generate import Decoder
+        return Decoder(**decoding).generate(self, prompt, max_tokens, trace, interpolate)
+
+    def add_documents(self, texts, timestamp: float | None = None) -> dict:
+        """Learn new documents (a list of texts) in place, §9.1; see :mod:`.online`."""
+        from .online import encode_document
+        if isinstance(texts, str):
+            texts = [texts]
+        return self.add_token_streams([encode_document(self.vocab, text) for text in texts],
+                                      timestamp)
+
+    def add_token_streams(self, streams: list, timestamp: float | None = None) -> dict:
+        """Learn new documents given as token-id streams in place (§9.1, §9.2)."""
+        from .online import add_streams
+        return add_streams(self, streams, timestamp)
 
     @property
     def n_patterns(self) -> int:

@@ -52,7 +52,15 @@ class Resolution:
     index: Index
 
     def __post_init__(self):
-        self.totals = self.table.totals
+        self.set_table(self.table)
+
+    def set_table(self, table: PatternTable) -> None:
+        """Use ``table`` (same rows first, maybe more appended) from now on."""
+        if len(table) != self.index.ntotal:
+            raise ValueError(f"the table has {len(table)} patterns but the index holds "
+                             f"{self.index.ntotal} vectors")
+        self.table = table
+        self.totals = table.totals
 
     @property
     def r(self) -> int:

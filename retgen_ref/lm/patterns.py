@@ -12,7 +12,8 @@ tokens of the stream have a context too (the same convention as the n-gram basel
 A table is stored in compressed sparse rows: pattern ``i`` owns entries
 ``offsets[i]:offsets[i+1]`` of ``next_tokens`` (sorted ascending) and ``next_counts``.
 Tables are built with one ``np.lexsort``, so building is ``O(N log N)`` for ``N``
-training tokens, and two tables merge by the same sort (the online update of §9.1).
+training tokens, and new text is added by the same sort (the online update of §9.1)
+without moving the rows that are already stored.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class PatternTable:
     Attributes
     ----------
     contexts : (P, r) int32
-        Token ids of each distinct context, oldest first, in lexicographic order.
+        Token ids of each distinct context, oldest token first; lexicographic order after
+        :func:`extract_patterns`, new contexts appended after :func:`add_to_table`.
     offsets : (P + 1,) int64
         Row pointers into ``next_tokens`` and ``next_counts``.
     next_tokens : (nnz,) int32
@@ -126,35 +128,60 @@ def count_patterns(contexts: np.ndarray, next_tokens: np.ndarray,
                         nxt[pair_start].astype(np.int32), counts.astype(np.float64))
 
 
-def extract_patterns(stream: np.ndarray, r: int) -> PatternTable:
-    """Every distinct length-``r`` context of ``stream`` with its next-token counts (§4.1)."""
-    stream = np.asarray(stream, np.int32)
-    return count_patterns(context_windows(stream, r), stream)
+def extract_patterns(segments, r: int) -> PatternTable:
+    """Every distinct length-``r`` context with its next-token counts (§4.1).
+
+    ``segments`` is one token stream or a list of them; each is read from an empty
+    (``<eos>``-padded) history, so no context spans two segments.
+    """
+    if isinstance(segments, np.ndarray) and segments.ndim == 1:
+        segments = [segments]
+    segments = [np.asarray(s, np.int32) for s in segments]
+    return count_patterns(np.concatenate([context_windows(s, r) for s in segments]),
+                          np.concatenate(segments))
 
 
-def merge_tables(a: PatternTable, b: PatternTable, b_weight: float = 1.0,
-                 a_weight: float = 1.0) -> PatternTable:
-    """Counts of ``a`` and ``b`` added (each scaled by its weight), as one table."""
-    def occurrences(t: PatternTable, scale: float):
-        rows = np.repeat(np.arange(len(t)), np.diff(t.offsets))
-        return t.contexts[rows], t.next_tokens, t.next_counts * scale
+def add_to_table(table: PatternTable, new: PatternTable,
+                 scale: float = 1.0) -> tuple[PatternTable, np.ndarray]:
+    """``table``'s counts times ``scale`` plus ``new``'s counts (the update of §9.1).
 
-    (ca, na, wa), (cb, nb, wb) = occurrences(a, a_weight), occurrences(b, b_weight)
-    return count_patterns(np.concatenate([ca, cb]), np.concatenate([na, nb]),
-                          np.concatenate([wa, wb]))
+    Rows of ``table`` keep their positions; contexts seen only in ``new`` are appended
+    after them, in ``new``'s order, so an index whose row ``i`` embeds pattern ``i`` stays
+    valid after adding the appended contexts. Returns ``(merged table, appended rows of
+    new)``.
+    """
+    found = pattern_ids(table, new.contexts)
+    appended = np.flatnonzero(found < 0)
+    row_of_new = found.copy()
+    row_of_new[appended] = len(table) + np.arange(len(appended))
+    rows = np.concatenate([np.repeat(np.arange(len(table)), np.diff(table.offsets)),
+                           np.repeat(row_of_new, np.diff(new.offsets))])
+    tokens = np.concatenate([table.next_tokens, new.next_tokens])
+    counts = np.concatenate([table.next_counts * scale, new.next_counts])
+    order = np.lexsort((tokens, rows))
+    rows, tokens, counts = rows[order], tokens[order], counts[order]
+    first = np.ones(len(rows), bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (tokens[1:] != tokens[:-1])
+    starts = np.flatnonzero(first)
+    n_rows = len(table) + len(appended)
+    offsets = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(np.bincount(rows[starts], minlength=n_rows), out=offsets[1:])
+    contexts = np.concatenate([table.contexts, new.contexts[appended]])
+    merged = PatternTable(contexts, offsets, tokens[starts], np.add.reduceat(counts, starts))
+    return merged, appended
 
 
 def pattern_ids(table: PatternTable, contexts: np.ndarray) -> np.ndarray:
     """Row of each context in ``table`` (``-1`` where absent), by binary search."""
-    r = table.resolution
-    if r == 0:
+    if table.resolution == 0:
         return np.zeros(len(contexts), np.int64)
+    if not len(table):
+        return np.full(len(contexts), -1, np.int64)
     keys = _row_keys(table.contexts)
+    order = np.argsort(keys, kind="stable")
     queries = _row_keys(np.asarray(contexts, np.int32))
-    pos = np.searchsorted(keys, queries)
-    pos = np.minimum(pos, len(keys) - 1)
-    found = keys[pos] == queries
-    return np.where(found, pos, -1)
+    pos = np.minimum(np.searchsorted(keys[order], queries), len(keys) - 1)
+    return np.where(keys[order][pos] == queries, order[pos], -1)
 
 
 def _row_keys(rows: np.ndarray) -> np.ndarray:
