@@ -10,18 +10,10 @@ import numpy as np
 import pytest
 
 from retgen_ref.cli import main
-from retgen_ref.lm import RetgenLM, load_corpus, read_documents
+from retgen_ref.lm import RetgenLM, load_corpus
 from retgen_ref.lm.generate import Decoder
 from retgen_ref.lm.ngram import UnigramLM
 from retgen_ref.lm.online import encode_document
-
-
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    for doc in read_documents("austen")[:2]:
-        (folder / f"{doc.name}.txt").write_text("\n".join(doc.paragraphs[:120]) + "\n")
-    return folder
 
 
 @pytest.fixture(scope="module")

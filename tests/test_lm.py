@@ -9,20 +9,11 @@ import numpy as np
 import pytest
 
 from retgen_ref.cli import main
-from retgen_ref.lm import RetgenLM, load_corpus, read_documents
+from retgen_ref.lm import RetgenLM, load_corpus
 from retgen_ref.lm.embed import ContextEncoder
 from retgen_ref.lm.kernels import target_probabilities
 from retgen_ref.lm.mixing import ConfidenceMixture, ConstantMixture, mean_nll
 from retgen_ref.lm.patterns import context_windows
-
-
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    """Two short documents cut from the bundled novels, one paragraph per line."""
-    folder = tmp_path_factory.mktemp("corpus")
-    for doc in read_documents("austen")[:2]:
-        (folder / f"{doc.name}.txt").write_text("\n".join(doc.paragraphs[:150]) + "\n")
-    return folder
 
 
 @pytest.fixture(scope="module")
