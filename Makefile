@@ -30,6 +30,8 @@ bench: $(VENV)/.full
 	$(BIN)/python benchmarks/bench_quantizers.py
 	$(BIN)/python benchmarks/bench_ann.py
 	$(BIN)/python benchmarks/bench_lm.py
+	$(BIN)/python benchmarks/bench_generation.py
+	$(BIN)/python benchmarks/bench_online.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

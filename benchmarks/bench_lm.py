@@ -115,7 +115,7 @@ def render(payload: dict) -> None:
              for label, r in rows.items()])
         sections["ablation"] = (
             f"`python benchmarks/bench_lm.py --part ablation`, hnsw index, "
-            f"{payload['machine_line']}. Rows change one thing from `{json.dumps(ABLATION_BASE)}`"
+            f"{payload['machine_line']}. Rows change one or two things from `{json.dumps(ABLATION_BASE)}`"
             "; the default was chosen by valid perplexity.\n\n" + table)
     for part, markdown in sections.items():
         replace_doc_section(f"bench_lm_{part}", markdown, CHAPTER)

@@ -39,6 +39,21 @@ def lm_demo(train_tokens: int, seed: int, progress=None) -> None:
                 f"{' '.join(model.vocab.decode(p))!r} s={s:.2f} w={w:.2f}"
                 for p, s, w in list(zip(found.patterns, found.similarity, found.weight))[:3])
             print(f"    r={found.resolution} (mixture weight {found.mixture_weight:.2f}): {patterns}")
+    generation_demo(model, seed)
+
+
+def generation_demo(model, seed: int, prompt: str = "she could not help",
+                    traced: int = 6) -> None:
+    """A sampled continuation (top-p 0.9, repetition penalty 1.3) with its trace (§11)."""
+    out = model.generate(prompt, 30, trace=True, strategy="sample", top_p=0.9,
+                         repetition_penalty=1.3, seed=seed)
+    print(f"\nGenerated (top-p 0.9, repetition penalty 1.3, seed {seed}):\n  {prompt} {out.text}")
+    print(f"\nRetrieval trace of the first {traced} tokens (top patterns: resolution, share "
+          "of P, P(token | pattern)):")
+    for step in out.trace[:traced]:
+        patterns = "; ".join(f"r={p['resolution']} {p['text']!r} {p['weight']:.2f} "
+                             f"{p['next_token_prob']:.2f}" for p in step.patterns)
+        print(f"  {step.token!r:>12} p={step.prob:.2f}  {patterns}")
 
 
 def attention_demo(n: int, nq: int, seed: int) -> None:

@@ -41,6 +41,7 @@ def test_lm_demo_trains_prints_the_table_and_predictions(capsys):
         assert 1 < valid < 2000 and 1 < test < 2000
     assert "'she could not help' ->" in out
     assert "r=4 (mixture weight" in out
+    assert "Generated (top-p 0.9" in out and "Retrieval trace of the first 6 tokens" in out
 
 
 @pytest.mark.parametrize("args,message", [

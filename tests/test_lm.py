@@ -13,7 +13,7 @@ from retgen_ref.lm import RetgenLM, load_corpus
 from retgen_ref.lm.embed import ContextEncoder
 from retgen_ref.lm.kernels import target_probabilities
 from retgen_ref.lm.mixing import ConfidenceMixture, ConstantMixture, mean_nll
-from retgen_ref.lm.patterns import context_windows
+from retgen_ref.lm.patterns import context_windows, pattern_ids
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +186,21 @@ def test_retrieve_reports_patterns_weights_and_mixture(flat_model):
 def test_bad_configuration_is_a_clear_error(kwargs, message, corpus):
     with pytest.raises(ValueError, match=message):
         RetgenLM(**kwargs).fit(corpus)
+
+
+def test_added_text_is_stored_and_retrieved_with_every_index(model, tmp_path):
+    """§9.1 on each index kind: a context first seen in added text is found afterwards."""
+    model.save(tmp_path / "m")
+    online = RetgenLM.load(tmp_path / "m")
+    text = "letter walked home quietly together"
+    ids = online.encode_context(text)
+    context = ids[:3]
+    assert pattern_ids(online.levels[3].table, context[None])[0] == -1
+    online.add_documents([text])
+    row = pattern_ids(online.levels[3].table, context[None])[0]
+    assert row >= len(model.levels[3].table)  # appended after the stored rows
+    found = online.retrieve(context)[2]
+    assert row in found.ids
 
 
 def test_bad_streams_are_clear_errors(flat_model):
