@@ -39,8 +39,8 @@ def train(args: argparse.Namespace) -> int:
     from .lm import RetgenLM, load_corpus
 
     corpus = load_corpus(args.corpus)
-    model = RetgenLM(index=args.index, resolutions=args.resolutions, seed=args.seed,
-                     decay_rate=args.decay_rate)
+    model = RetgenLM(index=args.index, index_params=dict(args.index_param),
+                     resolutions=args.resolutions, seed=args.seed, decay_rate=args.decay_rate)
     model.fit(corpus, progress=_progress())
     model.save(args.out)
     report = model.fit_report_
@@ -115,6 +115,13 @@ def update(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index_param(text: str) -> tuple[str, int]:
+    key, sep, value = text.partition("=")
+    if not sep or not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=INTEGER, e.g. nprobe=32")
+    return key.strip(), int(value)
+
+
 def _resolutions(text: str) -> tuple:
     try:
         return tuple(int(part) for part in text.split(","))
@@ -148,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory to save the model in")
     p.add_argument("--index", default="hnsw", choices=("flat", "hnsw", "ivfpq"),
                    help="vector index of the patterns (default hnsw)")
+    p.add_argument("--index-param", type=_index_param, action="append", default=[],
+                   metavar="KEY=N", help="an index setting, repeatable: nprobe=32, "
+                   "refine_k=256 (ivfpq); M=16, ef_search=128 (hnsw)")
     p.add_argument("--resolutions", type=_resolutions, default=(1, 2, 3, 4),
                    help="context lengths, comma-separated (default 1,2,3,4)")
     p.add_argument("--decay-rate", type=float, default=0.0,

@@ -219,6 +219,23 @@ def test_pq_refine_with_every_candidate_is_exact(data):
     assert _recall(I, I_ref) == 1.0
 
 
+def test_query_blocks_bound_memory_and_change_nothing(data, monkeypatch):
+    """refine_k far above ntotal is capped, and queries are searched in memory-bounded
+    blocks with the same results as one block."""
+    import retgen_ref.index.ivf as ivf
+
+    x, xq = data
+    index = _trained(x, "l2", nlist=16, cls=IVFPQIndex, m=4, store_vectors=True)
+    index.nprobe = 16
+    index.refine_k = 10 ** 9  # would need petabytes if not capped at ntotal
+    D, I = index.search(xq, 10)
+    monkeypatch.setattr(ivf, "SEARCH_BLOCK_BYTES", 1)  # one query per block
+    D_blocks, I_blocks = index.search(xq, 10)
+    np.testing.assert_array_equal(I_blocks, I)
+    np.testing.assert_array_equal(D_blocks, D)
+    assert len(index.last_search_stats["entries_scanned"]) == len(xq)
+
+
 def test_pq_refine_improves_recall(data):
     x, xq = data
     index = _trained(x, "l2", nlist=16, cls=IVFPQIndex, m=2, nbits=4, store_vectors=True)

@@ -176,8 +176,19 @@ def test_retrieve_reports_patterns_weights_and_mixture(flat_model):
     assert found[0].similarity[0] == pytest.approx(1, abs=1e-5)  # "not" itself is stored
 
 
+def test_ivfpq_with_full_exact_reranking_is_the_exact_model(corpus):
+    """retgen_v2 §4 with refine_k ≥ n: PQ only proposes, exact inner products decide."""
+    exact = RetgenLM(index="flat", resolutions=(1, 2)).fit(corpus)
+    reranked = RetgenLM(index="ivfpq", resolutions=(1, 2),
+                        index_params={"nlist": 4, "nprobe": 4, "refine_k": 10 ** 6}).fit(corpus)
+    assert (reranked.k_, reranked.tau_) == (exact.k_, exact.tau_)
+    np.testing.assert_allclose(reranked.log_prob("test"), exact.log_prob("test"), rtol=1e-4)
+    assert reranked.config.index_params["refine_k"] == 10 ** 6
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"index": "annoy"}, "choose one of"),
+    ({"index": "hnsw", "index_params": {"nprobe": 4}}, "do not apply to a hnsw index"),
     ({"resolutions": (2, 2)}, "distinct"),
     ({"resolutions": (0, 1)}, "resolution"),
     ({"mixture": "median"}, "confidence"),

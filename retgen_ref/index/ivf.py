@@ -33,6 +33,7 @@ from .ivf_kernels import flat_search_one, pq_search_one, scan_flat_lists, scan_p
 #: Lloyd iterations of the coarse quantizer (FAISS's IVF default; k-means is run on up to
 #: 256 points per list).
 COARSE_ITERATIONS = 10
+SEARCH_BLOCK_BYTES = 256 * 2 ** 20  # memory for one block of queries' candidates
 
 
 class _IVFIndex(Index):
@@ -135,21 +136,31 @@ class _IVFIndex(Index):
 
     # -- searching ----------------------------------------------------------------------
     def _search(self, xq: np.ndarray, k: int):
-        n_candidates = self._n_candidates(k)
+        # More candidates than stored vectors would only be padding.
+        n_candidates = max(k, min(self._n_candidates(k), self.ntotal))
         if len(xq) == 1:  # one fused kernel call: Python overhead would dominate
             heap_vals, heap_pos, count = self._search_one(xq[0], n_candidates)
-            heap_vals, heap_pos = heap_vals[None], heap_pos[None]
+            D, I = self._finish(*self._refine(xq, heap_vals[None], heap_pos[None], k))
             scanned = np.array([count])
         else:
-            coarse, probes = self._coarse_search(xq, self.nprobe)
-            heap_vals, heap_pos = new_heaps(len(xq), n_candidates)
-            scanned = np.zeros(len(xq), dtype=np.int64)
-            self._scan(xq, coarse, probes, heap_vals, heap_pos, scanned)
-            sort_heaps(heap_vals, heap_pos)
-        D, I = self._finish(*self._refine(xq, heap_vals, heap_pos, k))
+            # Queries in blocks, so the candidates (and the vectors gathered to re-rank
+            # them) take at most about SEARCH_BLOCK_BYTES at a time.
+            block = max(1, SEARCH_BLOCK_BYTES // (n_candidates * (self.d + 4) * 4))
+            parts = [self._search_block(xq[i:i + block], k, n_candidates)
+                     for i in range(0, len(xq), block)]
+            D, I, scanned = (np.concatenate(a) for a in zip(*parts))
         self.last_search_stats = {"coarse_distances": self.nlist,
                                   "entries_scanned": scanned}
         return D, I
+
+    def _search_block(self, xq: np.ndarray, k: int, n_candidates: int):
+        coarse, probes = self._coarse_search(xq, self.nprobe)
+        heap_vals, heap_pos = new_heaps(len(xq), n_candidates)
+        scanned = np.zeros(len(xq), dtype=np.int64)
+        self._scan(xq, coarse, probes, heap_vals, heap_pos, scanned)
+        sort_heaps(heap_vals, heap_pos)
+        D, I = self._finish(*self._refine(xq, heap_vals, heap_pos, k))
+        return D, I, scanned
 
     def _n_candidates(self, k: int) -> int:
         """How many candidates the list scan keeps per query (more if re-ranked)."""

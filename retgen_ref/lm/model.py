@@ -27,7 +27,7 @@ from .corpus import Corpus
 from .embed import ContextEncoder
 from .mixing import mixture_from_params
 from .ngram import KneserNeyLM, UnigramLM
-from .pattern_index import INDEX_KINDS, Resolution, build_index
+from .pattern_index import Resolution, build_index, check_index_params
 from .patterns import context_windows, extract_patterns, pattern_ids
 from .word_vectors import word_vectors
 
@@ -45,6 +45,8 @@ class RetgenConfig:
     ----------
     resolutions : context lengths ``r`` with a pattern store each (§4.3).
     index : ``"flat"`` (exact), ``"hnsw"`` or ``"ivfpq"`` (:mod:`.pattern_index`).
+    index_params : settings of that index kind, e.g. ``{"nprobe": 32, "refine_k": 256}``
+        for ivfpq (:data:`~.pattern_index.INDEX_PARAMS`).
     word_dim, window : PPMI-SVD word vectors (:mod:`.word_vectors`).
     embedding, decay, history : the context embedding's parts, the positional part's
         slot decay ``ρ`` and the global part's window (:mod:`.embed`).
@@ -56,6 +58,7 @@ class RetgenConfig:
 
     resolutions: tuple = (1, 2, 3, 4)
     index: str = "hnsw"
+    index_params: dict = field(default_factory=dict)
     word_dim: int = 64
     window: int = 2
     embedding: dict = field(default_factory=lambda: {"positional": 1.0})
@@ -70,8 +73,7 @@ class RetgenConfig:
         self.resolutions = tuple(sorted(check_int(r, "resolution") for r in self.resolutions))
         if not self.resolutions or len(set(self.resolutions)) != len(self.resolutions):
             raise ValueError("resolutions must be distinct positive integers, e.g. (1, 2, 3, 4)")
-        if self.index not in INDEX_KINDS:
-            raise ValueError(f"index={self.index!r}; choose one of {INDEX_KINDS}")
+        self.index_params = check_index_params(self.index, self.index_params)
         if self.mixture not in ("confidence", "em", "paper"):
             raise ValueError(f"mixture={self.mixture!r}; choose 'confidence', 'em' or 'paper'")
         check_int(self.k_max, "k_max")
@@ -149,8 +151,9 @@ class RetgenLM:
             table = extract_patterns(segments, r)
             self.pattern_history[r] = self._pattern_history(table, segments)
             vectors = self.encoder.encode(table.contexts, self.pattern_history[r])
-            self.levels[r] = Resolution(table, build_index(self.config.index, vectors,
-                                                           self.config.seed))
+            index = build_index(self.config.index, vectors, self.config.seed,
+                                **self.config.index_params)
+            self.levels[r] = Resolution(table, index)
         self.clock_ = 0.0
 
     def _pattern_history(self, table, segments: list):

@@ -19,27 +19,52 @@ from .patterns import PatternTable
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
 
 
-def build_index(kind: str, vectors: np.ndarray, seed: int = 0) -> Index:
-    """An inner-product index of ``kind`` over unit ``vectors`` with sizes set from ``n``.
+INDEX_PARAMS = {  # the settings each kind accepts in RetgenConfig.index_params
+    "flat": (),
+    "hnsw": ("M", "ef_construction", "ef_search"),
+    "ivfpq": ("nlist", "m", "nbits", "nprobe", "refine_k"),
+}
 
-    ``hnsw``: M = 16, ef_construction = 64, ef_search = 96. ``ivfpq``: nlist ≈ 4√n,
-    ``d/8`` sub-quantizers of 8 bits (fewer bits for tiny tables), nprobe = 16.
-    """
+
+def check_index_params(kind: str, params: dict) -> dict:
+    """``params`` if every key is a setting of ``kind``; else a ValueError listing them."""
     if kind not in INDEX_KINDS:
         raise ValueError(f"index={kind!r}; choose one of {INDEX_KINDS}")
+    unknown = sorted(set(params) - set(INDEX_PARAMS[kind]))
+    if unknown:
+        raise ValueError(f"index_params {unknown} do not apply to a {kind} index; it takes "
+                         f"{list(INDEX_PARAMS[kind]) or 'none'}")
+    return dict(params)
+
+
+def build_index(kind: str, vectors: np.ndarray, seed: int = 0, **params) -> Index:
+    """An inner-product index of ``kind`` over unit ``vectors``.
+
+    Defaults, overridden by ``params`` (see :data:`INDEX_PARAMS`): ``hnsw`` M = 16,
+    ef_construction = 64, ef_search = 96. ``ivfpq`` (``retgen_v2.md`` §2, §4): nlist ≈
+    4√n, ``d/8`` sub-quantizers of 8 bits (fewer bits for tiny tables), nprobe = 16, and
+    ``refine_k > 0`` keeps the float vectors too and re-ranks the best ``refine_k``
+    candidates by their exact inner product.
+    """
+    params = check_index_params(kind, params)
     n, d = vectors.shape
     if kind == "flat":
         index = FlatIndex(d, "ip")
     elif kind == "hnsw":
-        index = HNSWIndex(d, M=16, ef_construction=64, metric="ip", seed=seed)
-        index.ef_search = 96
+        index = HNSWIndex(d, M=params.get("M", 16),
+                          ef_construction=params.get("ef_construction", 64), metric="ip",
+                          seed=seed)
+        index.ef_search = params.get("ef_search", 96)
     else:
-        nlist = int(np.clip(4 * np.sqrt(n), 1, max(1, n // 39)))
-        nbits = int(np.clip(np.log2(max(n, 2) / 4), 1, 8))
-        m = max(1, d // 8) if d % 8 == 0 else d
-        index = IVFPQIndex(d, nlist, m, nbits, metric="ip", seed=seed)
+        nlist = params.get("nlist", int(np.clip(4 * np.sqrt(n), 1, max(1, n // 39))))
+        nbits = params.get("nbits", int(np.clip(np.log2(max(n, 2) / 4), 1, 8)))
+        m = params.get("m", max(1, d // 8) if d % 8 == 0 else d)
+        refine_k = params.get("refine_k", 0)
+        index = IVFPQIndex(d, nlist, m, nbits, metric="ip", store_vectors=refine_k > 0,
+                           seed=seed)
         index.train(vectors)
-        index.nprobe = min(16, nlist)
+        index.nprobe = min(params.get("nprobe", 16), nlist)
+        index.refine_k = refine_k
     index.add(vectors)
     return index
 
