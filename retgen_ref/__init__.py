@@ -14,7 +14,7 @@ with kernel_cache():
     from .features import (PositiveRandomFeatures, RandomFourierFeatures, kernel_attention,
                            kernel_matrix, paper_kernel_estimate)
     from .index import (FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex, LSHIndex,
-                        load_index)
+                        ShardedIndex, load_index)
     from .kmeans import KMeans
     from .lm import RetgenLM, load_corpus
     from .pq import ProductQuantizer
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "Index", "KMeans", "LSHIndex",
-    "RetgenLM", "load_corpus",
+    "RetgenLM", "ShardedIndex", "load_corpus",
     "PositiveRandomFeatures", "ProductQuantizer", "RandomFourierFeatures", "RetrievalResult",
     "attention_weights", "dropped_mass", "kernel_attention", "kernel_matrix", "load_index",
     "multi_head_attention", "num_threads", "paper_kernel_estimate", "retrieval_attention",

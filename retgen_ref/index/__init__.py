@@ -5,6 +5,7 @@ from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFFlatIndex, IVFPQIndex
 from .lsh import LSHIndex
+from .store import ShardedIndex
 
 __all__ = ["Index", "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "LSHIndex",
-           "load_index"]
+           "ShardedIndex", "load_index"]

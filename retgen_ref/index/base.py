@@ -7,6 +7,7 @@ their kernels never have to.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -112,11 +113,17 @@ class Index(ABC):
 
 
 def load_index(path) -> Index:
-    """Load any index saved with ``index.save(path)``.
+    """Load any index saved with ``index.save(path)``, or reopen the :class:`ShardedIndex`
+    whose directory is ``path`` (``retgen_v2.md`` §8.2).
 
     Raises ``ValueError`` for a damaged file, a file of another format version, or a file
-    that does not hold an index.
+    that does not hold an index; for a directory, when it holds no ShardedIndex or a
+    damaged one.
     """
+    if os.path.isdir(path):
+        from .store import ShardedIndex  # imported here: store.py builds on this module
+
+        return ShardedIndex.open(path)
     kind, params, arrays = persist.load_state(path)
     cls = _INDEX_KINDS.get(kind)
     if cls is None:

@@ -1,0 +1,458 @@
+"""ShardedIndex: vectors in fixed-size shards on disk, searched one shard at a time.
+
+``retgen_v2.md`` §8.2 lists a "MemoryOptimizedVectorDB: sharded storage with disk
+offloading" among RETGEN's components. This is that store. The database ``X`` is cut, in
+the order of ``add``, into shards ``X_1, X_2, …`` of ``shard_size`` rows (the last may be
+partial), each a file under one directory. A search visits the shards in turn and keeps a
+running top-k, which is exact because the top-k of a union is the top-k of the union of
+the parts' top-k:
+
+    TopK_k(X_1 ∪ … ∪ X_S)  =  TopK_k( TopK_k(X_1) ∪ … ∪ TopK_k(X_S) )
+
+Only one shard is open at a time, so the resident memory of a search is about one shard
+plus the queries and ``2 · nq · k`` results, whatever the size of ``X``.
+
+Directory layout (no pickle anywhere, DESIGN.md convention 7): ``sharded_index.json``, a
+manifest with the format version, ``d``, ``metric``, the shard kind and its parameters,
+and per shard its row count, file name, size and SHA-256, itself checksummed; plus one
+file per shard. A shard of raw vectors is a float32 ``.npy`` file, memory-mapped when
+searched; a built shard is an ``.npz`` written by :meth:`Index.save`. A rewritten shard
+gets a new file name (the names carry the row count) and the old file is deleted only
+after the new manifest is in place, so an interrupted ``add`` leaves a consistent store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .._validation import check_int, check_metric
+from ..distances import exact_topk, squared_norms
+from .base import Index, load_index
+from .flat import FlatIndex
+from .hnsw import HNSWIndex
+from .ivf import IVFPQIndex
+
+MANIFEST = "sharded_index.json"
+FORMAT_NAME = "retgen_ref.ShardedIndex"
+FORMAT_VERSION = 1
+#: Index class of each shard kind, and the runtime knobs it passes on to its shards.
+SHARD_KINDS = {"flat": FlatIndex, "ivfpq": IVFPQIndex, "hnsw": HNSWIndex}
+KNOBS = {"flat": (), "ivfpq": ("nprobe", "refine_k"), "hnsw": ("ef_search",)}
+
+
+def _knob(name: str, doc: str) -> property:
+    """A runtime knob kept on the store and applied to every shard when it is opened."""
+
+    def fget(self):
+        return getattr(self._knob_owner(name), name)
+
+    def fset(self, value):
+        setattr(self._knob_owner(name), name, value)
+
+    return property(fget, fset, doc=doc)
+
+
+class ShardedIndex(Index):
+    """Sharded on-disk vector store (``retgen_v2.md`` §8.2, MemoryOptimizedVectorDB).
+
+    Creates a new, empty store in the directory ``path`` (which must not exist or be
+    empty); reopen an existing one with :func:`load_index(path) <load_index>`. Every
+    ``add`` is written to disk at once: there is nothing else to save.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Directory of the store.
+    d : int
+        Dimension of the vectors.
+    shard_size : int
+        Rows per shard. A search holds about one shard in memory: ``shard_size · d · 4``
+        bytes for flat shards.
+    metric : {"l2", "ip", "cosine"}
+        As for every index: squared L2 (ascending), inner product or cosine (descending).
+    kind : {"flat", "ivfpq", "hnsw"}
+        What a shard is. ``"flat"``: raw float32 vectors, memory-mapped and scanned
+        exactly, so the store returns what one :class:`FlatIndex` over all vectors would.
+        ``"ivfpq"`` / ``"hnsw"``: each full shard is its own :class:`IVFPQIndex` /
+        :class:`HNSWIndex`, built once when the shard fills up.
+    **index_params
+        Parameters of the shard index (``nlist``, ``m``, ``nbits``, … for ivfpq; ``M``,
+        ``ef_construction``, ``seed`` for hnsw; none for flat).
+
+    Attributes
+    ----------
+    nprobe, refine_k : int
+        ivfpq only: runtime knobs applied to each shard when it is opened.
+    ef_search : int
+        hnsw only: idem.
+
+    Notes
+    -----
+    *Per-shard models.* An ivfpq shard trains its own coarse quantizer and product
+    quantizer on its own ``shard_size`` rows (FAISS would train one model on a sample and
+    share it). Only the distance estimates of different shards are merged, never their
+    codes, so this is sound, but it costs one k-means training per shard, and
+    ``shard_size`` must be at least ``max(nlist, 2**nbits)`` rows to train on.
+
+    *The last, partial shard* of an ivfpq or hnsw store holds raw vectors, searched
+    exactly, until it is full; then it is built into its index. So shards are always
+    built from exactly ``shard_size`` rows, and adding in several batches gives the same
+    store as adding in one.
+
+    *Checksums are verified lazily.* Opening a store checks the manifest's checksum and
+    each shard file's size (truncated or missing files are refused at once) at a cost of
+    one ``stat`` per shard; each shard's SHA-256 is checked the first time this object
+    reads the shard (search, or ``add`` rewriting the last shard), before any of its data
+    is used. That costs one extra pass over each shard file, once per opened store
+    (SHA-256 runs at roughly 1–2 GB/s), paid by the first search rather than by opening,
+    which stays instant for a store of any size. :meth:`verify` checks every shard now.
+    A shard file changed on disk after it was verified is not noticed.
+
+    *One writer.* Other objects opened on the same directory are stale after an ``add``
+    or ``reset``; reopen them. Knob values are not stored: a reopened store starts from
+    the shard index's defaults.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from retgen_ref import ShardedIndex, load_index
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = ShardedIndex(folder.name + "/store", d=2, shard_size=2)
+    >>> store.add(np.array([[0, 0], [1, 0], [0, 2]], dtype=np.float32))
+    >>> store.nshards, store.ntotal
+    (2, 3)
+    >>> D, I = load_index(folder.name + "/store").search(np.array([[0.9, 0.1]]), k=2)
+    >>> I.tolist()
+    [[1, 0]]
+    >>> folder.cleanup()
+    """
+
+    kind = "ShardedIndex"
+
+    def __init__(self, path, d: int, shard_size: int, metric: str = "l2", kind: str = "flat",
+                 **index_params):
+        self._configure(path, d, shard_size, metric, kind, index_params)
+        _claim_directory(self.path)
+        self._write_manifest()
+
+    def _configure(self, path, d, shard_size, metric, kind, index_params) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a directory path (str or os.PathLike), got "
+                            f"{type(path).__name__}")
+        super().__init__(d, metric)
+        self.path = Path(path)
+        self.shard_size = check_int(shard_size, "shard_size")
+        if kind not in SHARD_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; use one of "
+                             f"{', '.join(repr(k) for k in SHARD_KINDS)}")
+        self.shard_kind = kind
+        self.index_params = _json_params(index_params)
+        self._shard_template = self._new_shard_index()
+        if kind == "ivfpq":
+            need = max(self._shard_template.nlist, self._shard_template.pq.ksub)
+            if self.shard_size < need:
+                raise ValueError(f"shard_size={self.shard_size} is too small to train an "
+                                 f"ivfpq shard: it needs at least max(nlist, 2**nbits) = "
+                                 f"{need} rows; raise shard_size or lower nlist / nbits")
+        self._shards: list[dict] = []
+        self._verified: set[str] = set()
+
+    def _new_shard_index(self) -> Index:
+        cls = SHARD_KINDS[self.shard_kind]
+        params = {p: v for p, v in inspect.signature(cls).parameters.items()
+                  if p not in ("d", "metric")}
+        unknown = sorted(set(self.index_params) - set(params))
+        if unknown:
+            raise ValueError(f"{cls.__name__} shards take no parameter(s) "
+                             f"{', '.join(unknown)}; they take: {', '.join(params) or 'none'}")
+        missing = [p for p, v in params.items()
+                   if v.default is inspect.Parameter.empty and p not in self.index_params]
+        if missing:
+            raise ValueError(f"{self.shard_kind} shards need {', '.join(missing)}; pass them "
+                             f"as ShardedIndex(..., {', '.join(p + '=...' for p in missing)})")
+        return cls(self.d, metric=self.metric, **self.index_params)
+
+    # -- public API -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path) -> "ShardedIndex":
+        """Reopen the store in directory ``path`` (what :func:`load_index` does for a
+        directory). Checks the manifest and the size of every shard file."""
+        path = Path(path)
+        return cls._from_state({**_read_manifest(path), "path": str(path)}, {})
+
+    @property
+    def ntotal(self) -> int:
+        return sum(s["rows"] for s in self._shards)
+
+    @property
+    def nshards(self) -> int:
+        return len(self._shards)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on disk: every shard file plus the manifest."""
+        return sum(s["bytes"] for s in self._shards) + (self.path / MANIFEST).stat().st_size
+
+    nprobe = _knob("nprobe", "ivfpq shards: inverted lists scanned per query.")
+    refine_k = _knob("refine_k", "ivfpq shards: exact re-ranking depth (store_vectors=True).")
+    ef_search = _knob("ef_search", "hnsw shards: beam width of a search.")
+
+    def _knob_owner(self, knob: str) -> Index:
+        if knob not in KNOBS[self.shard_kind]:
+            raise AttributeError(f"{knob} is not a knob of {self.shard_kind} shards; "
+                                 f"{self.shard_kind} shards have: "
+                                 f"{', '.join(KNOBS[self.shard_kind]) or 'none'}")
+        return self._shard_template
+
+    def verify(self) -> None:
+        """Check every shard's SHA-256 now; ``ValueError`` naming the first damaged one."""
+        self._verified.clear()
+        for i in range(len(self._shards)):
+            self._verify(i)
+
+    def reset(self) -> None:
+        """Delete every shard file of the store; the directory and manifest remain."""
+        files = [s["file"] for s in self._shards]
+        self._shards = []
+        self._verified.clear()
+        self._write_manifest()
+        for name in files:
+            (self.path / name).unlink(missing_ok=True)
+
+    def save(self, path) -> None:
+        """Copy the store to the directory ``path`` (new or empty); a no-op for its own
+        directory, which is always up to date."""
+        target = Path(path)
+        if target.exists() and target.resolve() == self.path.resolve():
+            return
+        _claim_directory(target)
+        for shard in self._shards:
+            shutil.copyfile(self.path / shard["file"], target / shard["file"])
+        shutil.copyfile(self.path / MANIFEST, target / MANIFEST)
+
+    def __repr__(self) -> str:
+        return (f"ShardedIndex(path={str(self.path)!r}, d={self.d}, metric={self.metric!r}, "
+                f"kind={self.shard_kind!r}, shard_size={self.shard_size}, "
+                f"nshards={self.nshards}, ntotal={self.ntotal})")
+
+    # -- adding -----------------------------------------------------------------------
+    def _add(self, x: np.ndarray) -> None:
+        start = 0
+        if self._shards and self._shards[-1]["rows"] < self.shard_size:
+            start = min(self.shard_size - self._shards[-1]["rows"], len(x))
+            rows = np.concatenate([self._read_vectors(len(self._shards) - 1), x[:start]])
+            self._put_shard(len(self._shards) - 1, rows)
+        stops = range(start, len(x), self.shard_size)
+        for s in tqdm(stops, desc="ShardedIndex add", unit="shard", disable=None, leave=False):
+            self._put_shard(len(self._shards), x[s:s + self.shard_size])
+
+    def _put_shard(self, i: int, rows: np.ndarray) -> None:
+        """Write ``rows`` as shard ``i`` (new, or replacing the last), then the manifest."""
+        n = len(rows)
+        build = self.shard_kind != "flat" and n == self.shard_size
+        name = f"shard-{i:06d}-{n}.{'npz' if build else 'npy'}"
+        target = self.path / name
+        if build:
+            index = self._new_shard_index()
+            if not index.is_trained:
+                index.train(rows)  # the per-shard model (see Notes)
+            index.add(rows)
+            index.save(target)
+        else:
+            tmp = target.with_name(name + ".tmp")
+            with open(tmp, "wb") as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(rows), allow_pickle=False)
+            os.replace(tmp, target)
+        entry = {"file": name, "rows": n, "bytes": target.stat().st_size,
+                 "sha256": _sha256(target), "stored": "index" if build else "vectors"}
+        self._verified.add(name)
+        old = self._shards[i]["file"] if i < len(self._shards) else None
+        self._shards[i:i + 1] = [entry]
+        self._write_manifest()
+        if old is not None:
+            (self.path / old).unlink(missing_ok=True)
+
+    # -- searching ----------------------------------------------------------------------
+    def _search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        worst = np.inf if self.metric == "l2" else -np.inf
+        D = np.full((len(xq), k), worst, dtype=np.float32)
+        I = np.full((len(xq), k), -1, dtype=np.int64)
+        offset = 0
+        for i, shard in enumerate(self._shards):
+            Ds, Is = self._search_shard(i, xq, min(k, shard["rows"]))  # shard released here
+            D, I = _merge(D, I, Ds, np.where(Is >= 0, Is + offset, -1), k, self.metric)
+            offset += shard["rows"]
+        return D, I
+
+    def _search_shard(self, i: int, xq: np.ndarray, k: int):
+        """Open shard ``i``, search it (local ids), and let it go when this returns."""
+        if self._shards[i]["stored"] == "vectors":
+            x = self._read_vectors(i)
+            norms = squared_norms(x) if self.metric == "l2" else np.zeros(len(x), np.float32)
+            return exact_topk(xq, x, norms, k, self.metric)
+        return self._load_shard_index(i)._search(xq, k)
+
+    def _read_vectors(self, i: int) -> np.ndarray:
+        """Shard ``i``'s raw vectors, memory-mapped read-only (checksum verified first)."""
+        self._verify(i)
+        shard = self._shards[i]
+        try:
+            x = np.asarray(np.load(self.path / shard["file"], mmap_mode="r", allow_pickle=False))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self._describe(i)} cannot be read: {exc}") from None
+        if x.dtype != np.float32 or x.shape != (shard["rows"], self.d):
+            raise ValueError(f"{self._describe(i)} holds {x.dtype} {x.shape}; the manifest "
+                             f"says float32 ({shard['rows']}, {self.d})")
+        return x
+
+    def _load_shard_index(self, i: int) -> Index:
+        self._verify(i)
+        shard = self._shards[i]
+        index = load_index(self.path / shard["file"])
+        cls = SHARD_KINDS[self.shard_kind]
+        if (type(index) is not cls or index.d != self.d or index.metric != self.metric
+                or index.ntotal != shard["rows"]):
+            raise ValueError(f"{self._describe(i)} holds {index!r}; the manifest expects a "
+                             f"{cls.__name__} with d={self.d}, metric={self.metric!r} and "
+                             f"{shard['rows']} vectors")
+        for knob in KNOBS[self.shard_kind]:
+            setattr(index, knob, getattr(self._shard_template, knob))
+        return index
+
+    # -- integrity and persistence --------------------------------------------------------
+    def _describe(self, i: int) -> str:
+        return f"shard {i} ({self._shards[i]['file']}) of the ShardedIndex in {self.path}"
+
+    def _verify(self, i: int) -> None:
+        name = self._shards[i]["file"]
+        if name in self._verified:
+            return
+        try:
+            digest = _sha256(self.path / name)
+        except OSError as exc:
+            raise ValueError(f"{self._describe(i)} cannot be read: {exc}") from None
+        if digest != self._shards[i]["sha256"]:
+            raise ValueError(f"{self._describe(i)} is damaged: its SHA-256 does not match the "
+                             f"manifest; restore the file or rebuild the index")
+        self._verified.add(name)
+
+    def _check_files(self) -> None:
+        """Every shard file exists and has the size the manifest records."""
+        for i, shard in enumerate(self._shards):
+            try:
+                size = (self.path / shard["file"]).stat().st_size
+            except FileNotFoundError:
+                raise ValueError(f"{self._describe(i)} is missing") from None
+            if size != shard["bytes"]:
+                raise ValueError(f"{self._describe(i)} is damaged: it has {size} bytes, the "
+                                 f"manifest says {shard['bytes']}")
+
+    def _state(self):
+        """The manifest (without checksum) and no arrays: the vectors are in the shards."""
+        return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "d": self.d,
+                "metric": self.metric, "shard_kind": self.shard_kind,
+                "shard_size": self.shard_size, "index_params": self.index_params,
+                "shards": self._shards}, {}
+
+    def _write_manifest(self) -> None:
+        manifest, _ = self._state()
+        text = json.dumps({**manifest, "checksum": _digest(manifest)}, indent=1, sort_keys=True)
+        tmp = self.path / (MANIFEST + ".tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, self.path / MANIFEST)
+
+    @classmethod
+    def _from_state(cls, params, arrays):
+        index = cls.__new__(cls)
+        try:
+            index._configure(params["path"], params["d"], params["shard_size"],
+                             params["metric"], params["shard_kind"], params["index_params"])
+            index._shards = [{"file": str(s["file"]), "rows": int(s["rows"]),
+                              "bytes": int(s["bytes"]), "sha256": str(s["sha256"]),
+                              "stored": str(s["stored"])} for s in params["shards"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{params.get('path')} holds an inconsistent ShardedIndex "
+                             f"manifest: {exc}") from None
+        index._check_layout()
+        index._check_files()
+        return index
+
+    def _check_layout(self) -> None:
+        """Shards as ``add`` writes them: all full but the last; built iff full (not flat)."""
+        for i, shard in enumerate(self._shards):
+            full = shard["rows"] == self.shard_size
+            last = i == len(self._shards) - 1
+            built = self.shard_kind != "flat" and full
+            if not (0 < shard["rows"] <= self.shard_size and (full or last)
+                    and shard["stored"] == ("index" if built else "vectors")
+                    and Path(shard["file"]).name == shard["file"]):
+                raise ValueError(f"{self.path} holds an inconsistent ShardedIndex manifest: "
+                                 f"entry {i} is {shard}")
+
+
+def _merge(D, I, D2, I2, k: int, metric: str):
+    """Best ``k`` of two result sets, ordered by distance and then by id (deterministic)."""
+    D, I = np.concatenate([D, D2], axis=1), np.concatenate([I, I2], axis=1)
+    order = np.lexsort((np.where(I < 0, np.iinfo(np.int64).max, I),
+                        D if metric == "l2" else -D), axis=1)[:, :k]
+    return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
+
+
+def _json_params(params: dict) -> dict:
+    """``params`` with NumPy scalars turned into Python ones, so the manifest can hold them."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
+
+
+def _digest(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _claim_directory(path: Path) -> None:
+    """Create ``path``, or accept it if it is an empty directory; refuse anything else."""
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{path} exists and is not a directory; a ShardedIndex needs a "
+                             f"directory of its own")
+        if (path / MANIFEST).exists():
+            raise ValueError(f"{path} already holds a ShardedIndex; reopen it with "
+                             f"load_index(path) (reset() empties it) or pick another directory")
+        if any(path.iterdir()):
+            raise ValueError(f"{path} is not empty and holds no ShardedIndex; refusing to "
+                             f"write shards among other files: pass a new or empty directory")
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _read_manifest(path: Path) -> dict:
+    """The manifest in directory ``path``, checked for format, version and checksum."""
+    file = path / MANIFEST
+    if not file.is_file():
+        raise ValueError(f"{path} is a directory without a ShardedIndex manifest ({MANIFEST}); "
+                         f"pass the directory of a ShardedIndex or the file of a saved index")
+    try:
+        manifest = json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} is damaged: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise ValueError(f"{file} is not a ShardedIndex manifest (no {FORMAT_NAME} tag)")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path} was written in ShardedIndex format version "
+                         f"{manifest.get('version')}; this retgen_ref reads version "
+                         f"{FORMAT_VERSION}. Rebuild the index.")
+    checksum = manifest.pop("checksum", None)
+    if _digest(manifest) != checksum:
+        raise ValueError(f"{file} is damaged: its checksum does not match its contents")
+    return manifest
