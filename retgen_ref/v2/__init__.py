@@ -1,0 +1,5 @@
+"""RETGEN v2 (``retgen_v2.md``): layers over the RETGEN language model of :mod:`retgen_ref.lm`."""
+
+from .rerank import EnergyReranker, NeighbourFeatures, neighbour_features
+
+__all__ = ["EnergyReranker", "NeighbourFeatures", "neighbour_features"]
