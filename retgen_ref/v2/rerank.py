@@ -188,8 +188,11 @@ class EnergyReranker:
 
     Examples
     --------
-    >>> reranker = EnergyReranker().fit(model)      # doctest: +SKIP
-    >>> reranker.perplexity(model, "test")           # doctest: +SKIP
+    With a fitted :class:`~retgen_ref.lm.RetgenLM` ``model`` (``tests/test_rerank.py``
+    runs this on a small one)::
+
+        reranker = EnergyReranker().fit(model)
+        reranker.perplexity(model, "test")
     """
 
     def __init__(self, rho: float = 1e-4, tolerance: float = 1e-7, max_iterations: int = 300):
