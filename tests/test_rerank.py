@@ -44,8 +44,12 @@ def test_features_match_their_definitions(model):
             cos = e @ e.T
             expected = (cos.sum(axis=1) - np.diag(cos)) / (len(ids) - 1)
             np.testing.assert_allclose(feat.div[t][feat.mask[t]], expected, atol=1e-5)
-        np.testing.assert_allclose(feat.target_probs[t][feat.mask[t]],
-                                   model.pattern_next_probability(r, ids, stream[t]))
+        by_hand = []  # P_emp(y | p) straight from each pattern's (token, count) row
+        for i in ids:
+            row = dict(zip(*level.table.next_token_counts(i)))
+            by_hand.append(row.get(stream[t], 0.0) / sum(row.values()))
+        np.testing.assert_allclose(feat.target_probs[t][feat.mask[t]], by_hand)
+        assert np.any(feat.target_probs[feat.mask] > 0)
         np.testing.assert_allclose(np.exp(feat.log_counts[t][feat.mask[t]]), level.totals[ids])
 
 

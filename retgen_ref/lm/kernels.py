@@ -85,3 +85,16 @@ def full_distribution(ids, sims, tau, offsets, next_tokens, next_counts, totals,
         out /= den
         return den * np.exp((best - 1.0) / tau)
     return 0.0
+
+
+@njit(cache=True, parallel=True)
+def pattern_probabilities(ids, targets, offsets, next_tokens, next_counts, totals, out):
+    """``out[t, j] = P_emp(targets[t] | p_{ids[t, j]}) = n(p, y) / n(p)``; 0 where id < 0."""
+    for t in prange(ids.shape[0]):
+        for j in range(ids.shape[1]):
+            p = ids[t, j]
+            out[t, j] = 0.0
+            if p >= 0:
+                at = _lookup(next_tokens, offsets[p], offsets[p + 1], targets[t])
+                if at >= 0:
+                    out[t, j] = next_counts[at] / totals[p]

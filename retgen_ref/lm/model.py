@@ -145,7 +145,6 @@ class RetgenLM:
         self.unigram = UnigramLM().fit(train, V)
         self.kn5 = KneserNeyLM(5).fit(train, V)
         self._build_levels([train], say)
-        self.build_seconds_ = time.perf_counter() - start
         say("fitting tau, k and the mixture on valid")
         fit_on_valid(self)
         self.train_seconds_ = time.perf_counter() - start
@@ -309,14 +308,7 @@ class RetgenLM:
 
     def pattern_next_probability(self, resolution: int, ids, token: int) -> np.ndarray:
         """``P_emp(token | p_i)`` for the stored patterns ``ids`` of a resolution."""
-        table = self.levels[resolution].table
-        out = np.zeros(len(ids))
-        for j, i in enumerate(ids):
-            tokens, counts = table.next_token_counts(i)
-            at = np.searchsorted(tokens, token)
-            if at < len(tokens) and tokens[at] == token:
-                out[j] = counts[at] / counts.sum()
-        return out
+        return self.levels[resolution].pattern_probabilities(np.asarray(ids)[None], [token])[0]
 
     # -- generation and online learning (§9, §11) -----------------------------------------
     def generate(self, prompt, max_tokens: int = 40, trace: bool = False,

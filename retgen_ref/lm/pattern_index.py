@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..index import FlatIndex, HNSWIndex, Index, IVFPQIndex
-from .kernels import full_distribution, target_probabilities
+from .kernels import full_distribution, pattern_probabilities, target_probabilities
 from .patterns import PatternTable
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
@@ -87,10 +87,6 @@ class Resolution:
         self.table = table
         self.totals = table.totals
 
-    @property
-    def r(self) -> int:
-        return self.table.resolution
-
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(sims, ids)`` of the ``k`` nearest patterns of each unit query."""
         return self.index.search(queries, k)
@@ -102,6 +98,14 @@ class Resolution:
         target_probabilities(ids, sims, k, tau, self.table.offsets, self.table.next_tokens,
                              self.table.next_counts, self.totals, targets, prob, mass)
         return prob, mass
+
+    def pattern_probabilities(self, ids: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """``P_emp(targets[t] | p_{ids[t, j]})`` for ids ``(n, k)`` (0 where id is -1)."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        out = np.empty(ids.shape)
+        pattern_probabilities(ids, np.asarray(targets, np.int64), self.table.offsets,
+                              self.table.next_tokens, self.table.next_counts, self.totals, out)
+        return out
 
     def distribution(self, sims, ids, tau: float, vocab_size: int):
         """``(P_r(· | x), soft count)`` for one query's ``k`` results."""

@@ -22,8 +22,7 @@ from .tokenize import Vocabulary
 
 KIND = "RetgenLM"
 MODEL_FILE = "model.npz"
-FITTED = ("k_", "tau_", "alpha_", "clock_", "build_seconds_", "train_seconds_",
-          "fit_report_", "corpus_name")
+FITTED = ("k_", "tau_", "alpha_", "clock_", "train_seconds_", "fit_report_", "corpus_name")
 
 
 def _index_file(path: Path, r: int) -> Path:

@@ -67,17 +67,6 @@ class NeighbourFeatures:
         return np.stack([self.sims, -self.div, -self.log_counts], axis=2)
 
 
-def _target_probs(table, ids: np.ndarray, mask: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """``P_emp(targets[t] | p_ids[t, j]) = n(p, y) / n(p)`` from the CSR counts."""
-    rows = np.repeat(np.arange(len(table), dtype=np.int64), np.diff(table.offsets))
-    width = np.int64(max(int(table.next_tokens.max(initial=0)), int(targets.max(initial=0))) + 1)
-    keys = rows * width + table.next_tokens  # globally sorted: rows in order, tokens sorted
-    wanted = ids * width + targets.astype(np.int64)[:, None]
-    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    found = mask & (keys[at] == wanted)
-    return np.where(found, table.next_counts[at] / table.totals[ids], 0.0)
-
-
 def _diversity(model, r: int, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``div_{t,i} = (e_i · Σ_j e_j − 1) / (k_valid − 1)`` (0 when ``k_valid ≤ 1``)."""
     table = model.levels[r].table
@@ -120,7 +109,7 @@ def neighbour_features(model, stream: np.ndarray, hits: dict, k: int) -> dict:
             sims=np.where(mask, sims[:, :k], 0.0).astype(np.float64),
             div=_diversity(model, r, safe, mask),
             log_counts=np.where(mask, np.log(np.maximum(level.totals[safe], 1e-300)), 0.0),
-            target_probs=_target_probs(level.table, safe, mask, stream),
+            target_probs=level.pattern_probabilities(np.where(mask, safe, -1), stream),
             mask=mask)
     return out
 
