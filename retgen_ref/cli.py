@@ -40,7 +40,8 @@ def train(args: argparse.Namespace) -> int:
 
     corpus = load_corpus(args.corpus)
     model = RetgenLM(index=args.index, index_params=dict(args.index_param),
-                     resolutions=args.resolutions, seed=args.seed, decay_rate=args.decay_rate)
+                     resolutions=args.resolutions, seed=args.seed, decay_rate=args.decay_rate,
+                     rerank=args.rerank, policy=args.policy)
     model.fit(corpus, progress=_progress())
     model.save(args.out)
     report = model.fit_report_
@@ -70,6 +71,8 @@ def evaluate(args: argparse.Namespace) -> int:
             ("RETGEN + KN-5 (interpolated)", "valid_ppl_interpolated", "test_ppl_interpolated"),
             ("Kneser-Ney 5-gram", "kn5_valid_ppl", "kn5_test_ppl"),
             ("unigram (add-one)", "unigram_valid_ppl", "unigram_test_ppl")]
+    if "test_ppl_kernel" in result:
+        rows.insert(1, ("RETGEN, kernel weights (no v2)", "valid_ppl_kernel", "test_ppl_kernel"))
     print(f"{'model':<30} {'valid ppl':>10} {'test ppl':>10}")
     for name, valid, test in rows:
         print(f"{name:<30} {result[valid]:>10.2f} {result[test]:>10.2f}")
@@ -162,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="context lengths, comma-separated (default 1,2,3,4)")
     p.add_argument("--decay-rate", type=float, default=0.0,
                    help="λ of the drift weights e^(-λ·age) for text added later (default 0)")
+    p.add_argument("--rerank", action="store_true",
+                   help="learn the energy-based reranker of RETGEN v2 (§5) on valid")
+    p.add_argument("--policy", default="none", choices=("none", "direct", "reinforce"),
+                   help="learn the retrieval policy of RETGEN v2 (§3) on valid, by direct "
+                   "gradient or REINFORCE (default none)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=train)
 

@@ -193,6 +193,8 @@ def test_ivfpq_with_full_exact_reranking_is_the_exact_model(corpus):
     ({"resolutions": (0, 1)}, "resolution"),
     ({"mixture": "median"}, "confidence"),
     ({"embedding": {"colour": 1.0}}, "unknown embedding parts"),
+    ({"rerank": "yes"}, "True or False"),
+    ({"policy": "genetic"}, "choose one of"),
 ])
 def test_bad_configuration_is_a_clear_error(kwargs, message, corpus):
     with pytest.raises(ValueError, match=message):

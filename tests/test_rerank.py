@@ -78,7 +78,7 @@ def test_valid_nll_does_not_increase_and_report_is_consistent(model, reranker):
     assert report["iterations"] >= 1
     assert -reranker.log_prob(model, "valid").mean() == pytest.approx(
         report["valid_nll_after"], rel=1e-9)
-    assert set(report["weights"]) == set(model.levels)
+    assert set(report["weights"]) == {str(r) for r in model.levels}  # JSON keys
 
 
 def test_fit_is_deterministic(model, reranker):
@@ -93,3 +93,43 @@ def test_bad_use_is_a_clear_error(model):
         EnergyReranker(rho=-1.0)
     with pytest.raises(ValueError, match="not fitted"):
         EnergyReranker().fit(RetgenLM())
+
+
+@pytest.fixture(scope="module")
+def reranked_model(corpus_dir):
+    """The same model with the reranker learned in ``fit`` and used by every score."""
+    return RetgenLM(index="flat", resolutions=(1, 2, 3), rerank=True).fit(
+        load_corpus(corpus_dir))
+
+
+def test_a_model_fitted_with_rerank_scores_with_its_reranker(reranked_model, reranker, model):
+    np.testing.assert_array_equal(reranked_model.reweighting_.weights_, reranker.weights_)
+    np.testing.assert_allclose(reranked_model.log_prob("test"), reranker.log_prob(model, "test"),
+                               rtol=1e-12)
+    result = reranked_model.evaluate()
+    assert result["valid_ppl"] < result["valid_ppl_kernel"] == pytest.approx(
+        model.perplexity("valid"), rel=1e-12)
+
+
+def test_reranked_prediction_equals_the_batch_score(reranked_model):
+    """``predict`` (one context, the reranked weights of its own search) agrees with
+    ``log_prob`` of the stream, and its trace shows the weights it used."""
+    stream = reranked_model.splits["test"][:40]
+    logp = reranked_model.log_prob(stream)
+    for t in (0, 1, 5, 39):
+        prediction = reranked_model.predict(stream[:t])
+        assert prediction.distribution.sum() == pytest.approx(1, abs=1e-9)
+        assert np.log(prediction.distribution[stream[t]]) == pytest.approx(logp[t], abs=1e-5)
+        for found in prediction.retrieved:
+            assert found.weight.sum() == pytest.approx(1)
+            assert len(found.weight) <= reranked_model.k_
+
+
+def test_reranked_model_round_trips_and_generates(reranked_model, tmp_path):
+    reranked_model.save(tmp_path / "m")
+    loaded = RetgenLM.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.log_prob("test"), reranked_model.log_prob("test"))
+    assert loaded.reweighting_.report_ == reranked_model.reweighting_.report_
+    first = loaded.generate("she could not", max_tokens=8, strategy="sample", seed=3, trace=True)
+    again = reranked_model.generate("she could not", max_tokens=8, strategy="sample", seed=3)
+    assert first.tokens == again.tokens and len(first.trace) == 8

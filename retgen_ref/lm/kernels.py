@@ -67,24 +67,37 @@ def target_probabilities(ids, sims, k, tau, offsets, next_tokens, next_counts, t
 @njit(cache=True)
 def full_distribution(ids, sims, tau, offsets, next_tokens, next_counts, totals, out):
     """The whole ``P_r(· | x)`` of one query into ``out`` (length V); returns the soft count."""
-    out[:] = 0.0
     best = -np.inf
     for j in range(len(ids)):
         if ids[j] >= 0 and sims[j] > best:
             best = sims[j]
+    weights = np.zeros(len(ids))
     den = 0.0
     for j in range(len(ids)):
-        p = ids[j]
-        if p < 0:
-            continue
-        w = _kernel_weight(sims[j], best, tau)
-        den += w * totals[p]
-        for at in range(offsets[p], offsets[p + 1]):
-            out[next_tokens[at]] += w * next_counts[at]
+        if ids[j] >= 0:
+            weights[j] = _kernel_weight(sims[j], best, tau) * totals[ids[j]]
+            den += weights[j]
     if den > 0:
-        out /= den
-        return den * np.exp((best - 1.0) / tau)
-    return 0.0
+        weights /= den
+    weighted_distribution(ids, weights, offsets, next_tokens, next_counts, totals, out)
+    return den * np.exp((best - 1.0) / tau) if den > 0 else 0.0
+
+
+@njit(cache=True)
+def weighted_distribution(ids, weights, offsets, next_tokens, next_counts, totals, out):
+    """``out = Σ_j a_j P_emp(· | p_{ids[j]})`` for given pattern weights ``a`` (length V).
+
+    The kernel estimate is the case ``a_j ∝ n(p_j) exp(s_j/τ)``; a reranker or retrieval
+    policy (:mod:`retgen_ref.v2`) supplies other weights. Ids ``< 0`` are skipped.
+    """
+    out[:] = 0.0
+    for j in range(len(ids)):
+        p = ids[j]
+        if p < 0 or weights[j] == 0.0:
+            continue
+        scale = weights[j] / totals[p]
+        for at in range(offsets[p], offsets[p + 1]):
+            out[next_tokens[at]] += scale * next_counts[at]
 
 
 @njit(cache=True, parallel=True)

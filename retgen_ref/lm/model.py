@@ -32,6 +32,7 @@ from .patterns import context_windows, extract_patterns, pattern_ids
 from .word_vectors import word_vectors
 
 SPLITS = ("train", "valid", "test")
+POLICIES = ("none", "direct", "reinforce")
 
 
 @dataclass
@@ -53,7 +54,14 @@ class RetgenConfig:
     k_max : most patterns retrieved; ``k ≤ k_max`` and ``τ`` are fitted on valid.
     mixture : ``"confidence"``, ``"em"`` or ``"paper"`` (:mod:`.mixing`).
     decay_rate : ``λ`` of the drift weights ``e^{−λ·age}`` of online updates (§9.2).
-    seed : for the SVD start vector and the index.
+    rerank : learn the energy-based reranker of ``retgen_v2.md`` §5 on valid
+        (:class:`~retgen_ref.v2.rerank.EnergyReranker`) and weight the retrieved patterns
+        by it.
+    policy : ``"none"``, or learn the retrieval policy of ``retgen_v2.md`` §3 on valid
+        (:class:`~retgen_ref.v2.policy.RetrievalPolicy`) with ``"direct"`` gradients or
+        ``"reinforce"``; it chooses ``k``, ``τ`` and the diversity weight per query, over
+        the reranker's energy when ``rerank`` is on.
+    seed : for the SVD start vector, the index and the policy.
     """
 
     resolutions: tuple = (1, 2, 3, 4)
@@ -67,6 +75,8 @@ class RetgenConfig:
     k_max: int = 128
     mixture: str = "confidence"
     decay_rate: float = 0.0
+    rerank: bool = False
+    policy: str = "none"
     seed: int = 0
 
     def __post_init__(self):
@@ -79,6 +89,10 @@ class RetgenConfig:
         check_int(self.k_max, "k_max")
         if not (np.isfinite(self.decay_rate) and self.decay_rate >= 0):
             raise ValueError(f"decay_rate={self.decay_rate} must be a finite number >= 0")
+        if not isinstance(self.rerank, bool):
+            raise ValueError(f"rerank={self.rerank!r} must be True or False")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy={self.policy!r}; choose one of {POLICIES}")
 
 
 @dataclass
@@ -89,7 +103,7 @@ class Retrieved:
     ids: np.ndarray         # rows of the retrieved patterns in the resolution's table
     patterns: np.ndarray    # (k, r) their token ids
     similarity: np.ndarray  # s_i
-    weight: np.ndarray      # normalised kernel weight n(p_i) exp(s_i/τ) of each in P_r
+    weight: np.ndarray      # a_i of each in P_r: n(p_i) exp(s_i/τ) normalised, or the v2 reweighting's
     mixture_weight: float   # w_r(x)
 
 
@@ -147,8 +161,23 @@ class RetgenLM:
         self._build_levels([train], say)
         say("fitting tau, k and the mixture on valid")
         fit_on_valid(self)
+        self.reweighting_ = self._fit_reweighting(say)
         self.train_seconds_ = time.perf_counter() - start
         return self
+
+    def _fit_reweighting(self, say):
+        """The v2 reranker and/or retrieval policy of the configuration, fitted on valid."""
+        reweighting = None
+        if self.config.rerank:
+            from ..v2.rerank import EnergyReranker
+            say("energy reranker on valid")
+            reweighting = EnergyReranker().fit(self)
+        if self.config.policy != "none":
+            from ..v2.policy import RetrievalPolicy
+            say(f"retrieval policy on valid ({self.config.policy})")
+            reweighting = RetrievalPolicy(method=self.config.policy,
+                                          seed=self.config.seed).fit(self, reweighting)
+        return reweighting
 
     def _build_levels(self, segments: list, say=lambda message: None) -> None:
         """Pattern tables and indexes of every resolution from training token streams."""
@@ -196,6 +225,25 @@ class RetgenLM:
             M.append(mass)
         return np.array(P), np.array(M)
 
+    def scored_components(self, stream: np.ndarray, reweighting="fitted"):
+        """``(P, M)`` as the model scores ``stream``: :meth:`components`, with each
+        ``P_r(y_t) = Σ_i a_i P_emp(y_t | p_i)`` re-weighted by the v2 reranker or policy.
+
+        ``reweighting`` defaults to the model's own (``reweighting_``, None when the
+        configuration has neither); the mixture weights keep the kernel's soft counts ``M``.
+        """
+        reweighting = self.reweighting_ if reweighting == "fitted" else reweighting
+        if reweighting is None:
+            return self.components(stream)
+        hits = self.search_stream(stream, reweighting.search_k_)
+        P, M = self.components(stream, hits)
+        queries = self._queries(stream, max(self.levels))
+        for row, (r, level) in enumerate(self.levels.items(), start=1):
+            sims, ids = hits[r]
+            a = reweighting.weights(self, r, sims, ids, queries)
+            P[row] = (a * level.pattern_probabilities(ids, stream)).sum(axis=1)
+        return P, M
+
     # -- scoring ------------------------------------------------------------------------
     def _stream(self, split) -> np.ndarray:
         if isinstance(split, str):
@@ -217,7 +265,7 @@ class RetgenLM:
         valid (kNN-LM style).
         """
         stream = self._stream(split)
-        P, M = self.components(stream)
+        P, M = self.scored_components(stream)
         return np.log(self._target_prob(P, M, stream, interpolate))
 
     def _target_prob(self, P, M, stream, interpolate: bool, mixture=None) -> np.ndarray:
@@ -235,7 +283,8 @@ class RetgenLM:
 
         One retrieval pass per split; ``eval_s`` is the seconds spent on the test split
         (retrieval, mixing and the interpolated score). Also the test perplexity under each
-        fitted mixture of the resolutions (``test_ppl_mixture``).
+        fitted mixture of the resolutions (``test_ppl_mixture``), and with a v2 reranker or
+        policy the perplexity of the kernel weights alone (``test_ppl_kernel``).
         """
         def ppl(prob):
             return float(np.exp(-np.log(prob).mean()))
@@ -244,13 +293,16 @@ class RetgenLM:
         for split in ("valid", "test"):
             start = time.perf_counter()
             stream = self.splits[split]
-            P, M = self.components(stream)
+            P, M = self.scored_components(stream)
             out[f"{split}_ppl"] = ppl(self._target_prob(P, M, stream, False))
             out[f"{split}_ppl_interpolated"] = ppl(self._target_prob(P, M, stream, True))
             out[f"{split}_ppl_mixture"] = {
                 name: ppl(self._target_prob(P, M, stream, False, mixture_from_params(params)))
                 for name, params in self.fit_report_["mixtures"].items()}
             out[f"eval_{split}_s"] = time.perf_counter() - start
+            if self.reweighting_ is not None:
+                out[f"{split}_ppl_kernel"] = ppl(
+                    self._target_prob(*self.components(stream), stream, False))
             out[f"kn5_{split}_ppl"] = self.kn5.perplexity(stream)
             out[f"unigram_{split}_ppl"] = self.unigram.perplexity(stream)
         out["eval_s"] = out.pop("eval_test_s")
@@ -279,17 +331,27 @@ class RetgenLM:
         ``context`` is text, a token list or token ids; unknown words become ``<unk>``.
         """
         ids = self.encode_context(context)
+        rw, V = self.reweighting_, len(self.vocab)
+        longest = self._last_query(ids, max(self.levels)) if rw is not None else None
         P, masses, retrieved = [self.unigram.distribution(ids)], [np.inf], []
         for r, level in self.levels.items():
-            sims, hit = level.search(self._last_query(ids, r), self.k_)
-            keep = hit[0] >= 0
-            sims, hit = sims[0][keep], hit[0][keep]
-            dist, mass = level.distribution(sims, hit, self.tau_, len(self.vocab))
+            sims, hit = level.search(self._last_query(ids, r),
+                                     self.k_ if rw is None else rw.search_k_)
+            dist, mass = level.distribution(sims[0, :self.k_], hit[0, :self.k_], self.tau_, V)
+            if rw is None:
+                keep = hit[0, :self.k_] >= 0
+                sims, hit = sims[0, :self.k_][keep], hit[0, :self.k_][keep]
+                w = level.totals[hit] * np.exp((sims - sims.max()) / self.tau_) \
+                    if len(hit) else sims
+                w = w / w.sum() if len(w) else w
+            else:
+                w = rw.weights(self, r, sims, hit, longest)[0]
+                dist = level.weighted_distribution(hit[0], w, V)
+                keep = w > 0
+                sims, hit, w = sims[0][keep], hit[0][keep], w[keep]
             P.append(dist)
             masses.append(mass)
-            w = level.totals[hit] * np.exp((sims - sims.max()) / self.tau_) if len(hit) else sims
-            retrieved.append(Retrieved(r, hit, level.table.contexts[hit], sims,
-                                       w / w.sum() if len(w) else w, 0.0))
+            retrieved.append(Retrieved(r, hit, level.table.contexts[hit], sims, w, 0.0))
         mix = self.mixture_.weights(np.array(masses)[:, None])[:, 0]
         for found, weight in zip(retrieved, mix[1:]):
             found.mixture_weight = float(weight)

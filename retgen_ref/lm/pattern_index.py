@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..index import FlatIndex, HNSWIndex, Index, IVFPQIndex
-from .kernels import full_distribution, pattern_probabilities, target_probabilities
+from .kernels import (full_distribution, pattern_probabilities, target_probabilities,
+                      weighted_distribution)
 from .patterns import PatternTable
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
@@ -113,3 +114,11 @@ class Resolution:
         mass = full_distribution(ids, sims, tau, self.table.offsets, self.table.next_tokens,
                                  self.table.next_counts, self.totals, out)
         return out, mass
+
+    def weighted_distribution(self, ids, weights, vocab_size: int) -> np.ndarray:
+        """``Σ_j a_j P_emp(· | p_j)`` for one query's results and pattern weights ``a``."""
+        out = np.empty(vocab_size)
+        weighted_distribution(np.asarray(ids, np.int64), np.asarray(weights, np.float64),
+                              self.table.offsets, self.table.next_tokens,
+                              self.table.next_counts, self.totals, out)
+        return out

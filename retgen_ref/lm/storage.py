@@ -22,6 +22,7 @@ from .tokenize import Vocabulary
 
 KIND = "RetgenLM"
 MODEL_FILE = "model.npz"
+REWEIGHTING = "reweighting"  # the v2 reranker or policy, saved under this prefix
 FITTED = ("k_", "tau_", "alpha_", "clock_", "train_seconds_", "fit_report_", "corpus_name")
 
 
@@ -44,11 +45,31 @@ def save_model(model, path) -> None:
     params = {"config": asdict(model.config), "vocab": model.vocab.tokens,
               "mixture": model.mixture_.params(),
               **{name: getattr(model, name) for name in FITTED}}
-    for name, lm in (("unigram", model.unigram), ("kn5", model.kn5)):
-        lm_params, lm_arrays = lm.state()
-        params[name] = lm_params
-        arrays.update({f"{name}_{key}": value for key, value in lm_arrays.items()})
+    parts = [("unigram", model.unigram), ("kn5", model.kn5)]
+    if model.reweighting_ is not None:
+        parts.append((REWEIGHTING, model.reweighting_))
+    for name, part in parts:
+        part_params, part_arrays = part.state()
+        params[name] = part_params
+        arrays.update({f"{name}_{key}": value for key, value in part_arrays.items()})
     save_state(path / MODEL_FILE, KIND, params, arrays)
+
+
+def _prefixed(arrays: dict, name: str) -> dict:
+    """The arrays saved under ``name_``, without the prefix."""
+    prefix = f"{name}_"
+    return {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+
+def _reweighting_class(config):
+    """The class of the model's v2 reweighting (policy over reranker), or None."""
+    if config.policy != "none":
+        from ..v2.policy import RetrievalPolicy
+        return RetrievalPolicy
+    if config.rerank:
+        from ..v2.rerank import EnergyReranker
+        return EnergyReranker
+    return None
 
 
 def load_model(path):
@@ -73,10 +94,13 @@ def load_model(path):
     for name in FITTED:
         setattr(model, name, params[name])
     for name, cls in (("unigram", UnigramLM), ("kn5", KneserNeyLM)):
-        prefix = f"{name}_"
-        setattr(model, name, cls.from_state(
-            params[name], {key[len(prefix):]: value for key, value in arrays.items()
-                           if key.startswith(prefix)}))
+        setattr(model, name, cls.from_state(params[name], _prefixed(arrays, name)))
+    reweighting = _reweighting_class(cfg)
+    if (reweighting is None) != (REWEIGHTING not in params):
+        raise ValueError(f"{path / MODEL_FILE}: the configuration and the saved reranker or "
+                         "policy disagree; the file is damaged")
+    model.reweighting_ = None if reweighting is None else reweighting.from_state(
+        params[REWEIGHTING], _prefixed(arrays, REWEIGHTING))
     model.levels, model.pattern_history = {}, {}
     for r in cfg.resolutions:
         table = PatternTable.from_arrays(arrays, f"r{r}_")

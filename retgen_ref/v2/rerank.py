@@ -89,6 +89,25 @@ def _diversity(model, r: int, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def retrieval_features(model, r: int, sims: np.ndarray, ids: np.ndarray, k: int,
+                       targets: np.ndarray | None = None) -> NeighbourFeatures:
+    """:class:`NeighbourFeatures` of the first ``k`` columns of one resolution's results.
+
+    ``sims``/``ids`` ``(n, ≥k)`` come from ``model.levels[r].search``; ``target_probs`` is
+    filled only when the targets ``y_t`` are given (zeros otherwise).
+    """
+    level = model.levels[r]
+    mask = ids[:, :k] >= 0
+    safe = np.where(mask, ids[:, :k], 0).astype(np.int64)
+    target_probs = (np.zeros(mask.shape) if targets is None else
+                    level.pattern_probabilities(np.where(mask, safe, -1), targets))
+    return NeighbourFeatures(
+        sims=np.where(mask, sims[:, :k], 0.0).astype(np.float64),
+        div=_diversity(model, r, safe, mask),
+        log_counts=np.where(mask, np.log(np.maximum(level.totals[safe], 1e-300)), 0.0),
+        target_probs=target_probs, mask=mask)
+
+
 def neighbour_features(model, stream: np.ndarray, hits: dict, k: int) -> dict:
     """Per resolution, the :class:`NeighbourFeatures` of the first ``k`` search results.
 
@@ -98,30 +117,28 @@ def neighbour_features(model, stream: np.ndarray, hits: dict, k: int) -> dict:
     k = check_int(k, "k")
     stream = np.asarray(stream)
     out = {}
-    for r, level in model.levels.items():
+    for r in model.levels:
         sims, ids = hits[r]
         if ids.shape != (len(stream), ids.shape[1]) or ids.shape[1] < k:
             raise ValueError(f"hits[{r}] has shape {ids.shape}; need ({len(stream)}, >= {k}) "
                              "from model.search_stream(stream, k)")
-        mask = ids[:, :k] >= 0
-        safe = np.where(mask, ids[:, :k], 0).astype(np.int64)
-        out[r] = NeighbourFeatures(
-            sims=np.where(mask, sims[:, :k], 0.0).astype(np.float64),
-            div=_diversity(model, r, safe, mask),
-            log_counts=np.where(mask, np.log(np.maximum(level.totals[safe], 1e-300)), 0.0),
-            target_probs=level.pattern_probabilities(np.where(mask, safe, -1), stream),
-            mask=mask)
+        out[r] = retrieval_features(model, r, sims, ids, k, stream)
     return out
 
 
-def reranked_probs(phi: np.ndarray, mask: np.ndarray, target_probs: np.ndarray,
-                   w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(P_r(y_t), a)``: ``a = softmax_i(φ_i · w)`` over valid neighbours; no neighbour → 0."""
+def energy_weights(phi: np.ndarray, mask: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a = softmax_i(φ_i · w)`` over the valid neighbours of each row; no neighbour → 0."""
     z = np.where(mask, phi @ w, -np.inf)
     top = z.max(axis=1, keepdims=True)
     a = np.where(mask, np.exp(z - np.where(np.isfinite(top), top, 0.0)), 0.0)
     total = a.sum(axis=1, keepdims=True)
-    a = a / np.where(total > 0, total, 1.0)
+    return a / np.where(total > 0, total, 1.0)
+
+
+def reranked_probs(phi: np.ndarray, mask: np.ndarray, target_probs: np.ndarray,
+                   w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(P_r(y_t), a)`` with ``a`` the :func:`energy_weights`."""
+    a = energy_weights(phi, mask, w)
     return (a * target_probs).sum(axis=1), a
 
 
@@ -241,27 +258,72 @@ class EnergyReranker:
             "valid_ppl_after": float(np.exp(loss - penalty)),
             "objective_after": loss, "iterations": iterations, "converged": converged,
             "gradient_norm": float(np.linalg.norm(grad)), "rho": self.rho,
-            "weights": {r: dict(zip(FEATURES, map(float, row)))
+            "weights": {str(r): dict(zip(FEATURES, map(float, row)))
                         for r, row in zip(self.resolutions_, w)},
         }
         return self
 
-    def log_prob(self, model, split) -> np.ndarray:
-        """Natural-log probability of every token of a split (or id stream), reranked."""
+    def _check_fitted(self) -> None:
         if not hasattr(self, "weights_"):
             raise ValueError("this reranker is not fitted; call fit(model) first")
+
+    def _check(self, model) -> None:
+        self._check_fitted()
         if tuple(model.levels) != self.resolutions_ or model.k_ != self.k_:
             raise ValueError(f"the reranker was fitted on resolutions {self.resolutions_} "
                              f"with k={self.k_}; this model has {tuple(model.levels)}, "
                              f"k={model.k_}")
+
+    @property
+    def search_k_(self) -> int:
+        """Patterns each resolution must retrieve for :meth:`weights`: the model's ``k``."""
+        return self.k_
+
+    def weights(self, model, r: int, sims: np.ndarray, ids: np.ndarray,
+                queries=None) -> np.ndarray:
+        """Reranked pattern weights ``a`` ``(n, ids.shape[1])`` of resolution ``r``'s results.
+
+        Only the first ``k_`` columns get weight; rows with no neighbour are all zero.
+        ``queries`` is unused (the energy reads only the retrieved patterns); it is there so
+        that a reranker and a :class:`~retgen_ref.v2.policy.RetrievalPolicy` are used alike
+        by :meth:`RetgenLM.scored_components <retgen_ref.lm.RetgenLM.scored_components>`.
+        """
+        self._check(model)
+        feat = retrieval_features(model, r, sims, ids, self.k_)
+        out = np.zeros(ids.shape)
+        out[:, :self.k_] = energy_weights(feat.phi(), feat.mask,
+                                          self.weights_[self.resolutions_.index(r)])
+        return out
+
+    def log_prob(self, model, split) -> np.ndarray:
+        """Natural-log probability of every token of a split (or id stream), reranked."""
+        self._check(model)
         stream = model._stream(split)
-        phis, features, mixture, floor = self._data(model, stream)
-        prob = mixture[0] * floor
-        for i, (phi, feat) in enumerate(zip(phis, features)):
-            prob = prob + mixture[i + 1] * reranked_probs(phi, feat.mask, feat.target_probs,
-                                                          self.weights_[i])[0]
-        return np.log(prob)
+        P, M = model.scored_components(stream, self)
+        return np.log(model._target_prob(P, M, stream, False))
 
     def perplexity(self, model, split) -> float:
-        """``exp(−mean log P)`` of the reranked model over every token of the split."""
+        """``exp(−mean log P)`` over every token of the split, reranked."""
         return float(np.exp(-self.log_prob(model, split).mean()))
+
+    def state(self) -> tuple[dict, dict]:
+        """``(params, arrays)``: JSON-able settings and the weight arrays (for saving)."""
+        self._check_fitted()
+        params = {"rho": self.rho, "tolerance": self.tolerance,
+                  "max_iterations": self.max_iterations, "resolutions": list(self.resolutions_),
+                  "k": self.k_, "tau": self.tau_, "report": self.report_}
+        return params, {"weights": self.weights_, "init_weights": self.init_weights_}
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict) -> "EnergyReranker":
+        """Inverse of :meth:`state`."""
+        reranker = cls(params["rho"], params["tolerance"], params["max_iterations"])
+        reranker.resolutions_ = tuple(params["resolutions"])
+        reranker.k_, reranker.tau_ = params["k"], params["tau"]
+        reranker.report_ = params["report"]
+        reranker.weights_ = np.asarray(arrays["weights"], np.float64)
+        reranker.init_weights_ = np.asarray(arrays["init_weights"], np.float64)
+        if reranker.weights_.shape != (len(reranker.resolutions_), len(FEATURES)):
+            raise ValueError(f"reranker weights of shape {reranker.weights_.shape} do not "
+                             f"match {len(reranker.resolutions_)} resolutions")
+        return reranker
