@@ -156,11 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default="austen",
                    help="'austen' (bundled) or a folder of UTF-8 .txt files (default austen)")
     p.add_argument("--out", required=True, help="directory to save the model in")
-    p.add_argument("--index", default="hnsw", choices=("flat", "hnsw", "ivfpq"),
+    p.add_argument("--index", default="hnsw", choices=("flat", "hnsw", "ivf", "ivfpq"),
                    help="vector index of the patterns (default hnsw)")
     p.add_argument("--index-param", type=_index_param, action="append", default=[],
                    metavar="KEY=N", help="an index setting, repeatable: nprobe=32, "
-                   "refine_k=256 (ivfpq); M=16, ef_search=128 (hnsw)")
+                   "refine_k=256 (ivfpq); nprobe=32 (ivf); M=16, ef_search=128 (hnsw)")
     p.add_argument("--resolutions", type=_resolutions, default=(1, 2, 3, 4),
                    help="context lengths, comma-separated (default 1,2,3,4)")
     p.add_argument("--decay-rate", type=float, default=0.0,

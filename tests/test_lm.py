@@ -21,7 +21,7 @@ def corpus(corpus_dir):
     return load_corpus(corpus_dir)
 
 
-@pytest.fixture(scope="module", params=["flat", "hnsw", "ivfpq"])
+@pytest.fixture(scope="module", params=["flat", "hnsw", "ivf", "ivfpq"])
 def model(request, corpus):
     return RetgenLM(index=request.param).fit(corpus)
 

@@ -1,7 +1,7 @@
 """One resolution of the RETGEN store: pattern table + embedding index (``retgen.md`` §11.1).
 
 ``Index(C) = ∪ {(e_context(p), P_emp(· | p))}``: each distinct pattern's unit embedding
-goes into a vector index of the project (``flat`` exact, ``hnsw``, or ``ivfpq``) whose row
+goes into a vector index of the project (``flat`` exact, ``hnsw``, ``ivf`` or ``ivfpq``) whose row
 ``i`` is row ``i`` of the :class:`~retgen_ref.lm.patterns.PatternTable`. Retrieval is a
 maximum inner product search, which on unit vectors is the cosine similarity ``s``.
 """
@@ -12,17 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..index import FlatIndex, HNSWIndex, Index, IVFPQIndex
+from ..index import FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex
 from .kernels import (full_distribution, pattern_probabilities, target_probabilities,
                       weighted_distribution)
 from .patterns import PatternTable
 
-INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+INDEX_KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 
 
 INDEX_PARAMS = {  # the settings each kind accepts in RetgenConfig.index_params
     "flat": (),
     "hnsw": ("M", "ef_construction", "ef_search"),
+    "ivf": ("nlist", "nprobe"),
     "ivfpq": ("nlist", "m", "nbits", "nprobe", "refine_k"),
 }
 
@@ -45,7 +46,8 @@ def build_index(kind: str, vectors: np.ndarray, seed: int = 0, **params) -> Inde
     ef_construction = 64, ef_search = 96. ``ivfpq`` (``retgen_v2.md`` §2, §4): nlist ≈
     4√n, ``d/8`` sub-quantizers of 8 bits (fewer bits for tiny tables), nprobe = 16, and
     ``refine_k > 0`` keeps the float vectors too and re-ranks the best ``refine_k``
-    candidates by their exact inner product.
+    candidates by their exact inner product. ``ivf`` is the same inverted file holding
+    the float vectors (IVF-Flat: v2's index without PQ).
     """
     params = check_index_params(kind, params)
     n, d = vectors.shape
@@ -58,14 +60,17 @@ def build_index(kind: str, vectors: np.ndarray, seed: int = 0, **params) -> Inde
         index.ef_search = params.get("ef_search", 96)
     else:
         nlist = params.get("nlist", int(np.clip(4 * np.sqrt(n), 1, max(1, n // 39))))
-        nbits = params.get("nbits", int(np.clip(np.log2(max(n, 2) / 4), 1, 8)))
-        m = params.get("m", max(1, d // 8) if d % 8 == 0 else d)
-        refine_k = params.get("refine_k", 0)
-        index = IVFPQIndex(d, nlist, m, nbits, metric="ip", store_vectors=refine_k > 0,
-                           seed=seed)
+        if kind == "ivf":
+            index = IVFFlatIndex(d, nlist, metric="ip", seed=seed)
+        else:
+            nbits = params.get("nbits", int(np.clip(np.log2(max(n, 2) / 4), 1, 8)))
+            m = params.get("m", max(1, d // 8) if d % 8 == 0 else d)
+            index = IVFPQIndex(d, nlist, m, nbits, metric="ip",
+                               store_vectors=params.get("refine_k", 0) > 0, seed=seed)
         index.train(vectors)
         index.nprobe = min(params.get("nprobe", 16), nlist)
-        index.refine_k = refine_k
+        if kind == "ivfpq":
+            index.refine_k = params.get("refine_k", 0)
     index.add(vectors)
     return index
 
