@@ -126,12 +126,10 @@ def test_weights_sum_to_one_and_stop_at_k(model):
 
 def test_state_round_trip(model, reranker):
     fitted = RetrievalPolicy(epochs=1, batch=256).fit(model, reranker)
-    state = fitted.state()
-    json.dumps(state["params"])
-    assert all(isinstance(v, np.ndarray) for v in state["arrays"].values())
-    saved = {name: np.array(v) for name, v in state["arrays"].items()}
-    again = RetrievalPolicy.from_state({"params": json.loads(json.dumps(state["params"])),
-                                        "arrays": saved})
+    params, arrays = fitted.state()
+    assert all(isinstance(v, np.ndarray) for v in arrays.values())
+    again = RetrievalPolicy.from_state(json.loads(json.dumps(params)),
+                                       {name: np.array(v) for name, v in arrays.items()})
     np.testing.assert_array_equal(again.log_prob(model, "test"), fitted.log_prob(model, "test"))
     assert again.report_ == fitted.report_
 
@@ -170,6 +168,8 @@ def test_bad_use_is_a_clear_error(model, policy):
     sims, ids = model.search_stream(model.splits["valid"][:10], 16)[1]
     with pytest.raises(ValueError, match="k=model.config.k_max"):
         policy.weights(model, 1, sims, ids, queries)
+    params, arrays = policy.state()
     with pytest.raises(ValueError, match="format"):
-        RetrievalPolicy.from_state({"params": {**policy.state()["params"], "format": 99},
-                                    "arrays": policy.state()["arrays"]})
+        RetrievalPolicy.from_state({**params, "format": 99}, arrays)
+    with pytest.raises(ValueError, match="lacks"):
+        RetrievalPolicy.from_state(params, {k: v for k, v in arrays.items() if k != "W2"})

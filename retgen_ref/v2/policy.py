@@ -62,7 +62,7 @@ import numpy as np
 
 from .._validation import check_int, check_positive_float
 from ..lm.tuning import KS
-from .rerank import _diversity
+from .rerank import retrieval_features
 
 METHODS = ("reinforce", "direct")
 U_LIMIT = 10.0          # |u| is clipped here (τ changes by at most e^10); no gradient past it
@@ -88,19 +88,13 @@ class _Level:
     """One resolution's retrieval for every position, first ``max(K)`` columns, float64."""
 
     def __init__(self, model, r, sims, ids, stream, ks, base):
-        m = ks[-1]
-        ids = ids[:, :m]
-        self.mask = ids >= 0
-        safe = np.where(self.mask, ids, 0).astype(np.int64)
-        level = model.levels[r]
-        s = np.where(self.mask, sims[:, :m], 0.0).astype(np.float64)
-        log_n = np.where(self.mask, np.log(np.maximum(level.totals[safe], 1e-300)), 0.0)
-        self.S = base[0] * s                      # w_s s_i
-        self.F = -base[2] * log_n                 # −w_f log n_i
+        feat = retrieval_features(model, r, sims, ids, ks[-1], stream)
+        self.mask, self.T = feat.mask, feat.target_probs
+        self.S = base[0] * feat.sims              # w_s s_i
+        self.F = -base[2] * feat.log_counts       # −w_f log n_i
         self.w_d = float(base[1])
-        self.T = level.pattern_probabilities(np.where(self.mask, safe, -1), stream)
-        self.div = {k: _diversity(model, r, np.ascontiguousarray(safe[:, :k]),
-                                  np.ascontiguousarray(self.mask[:, :k])) for k in ks}
+        self.div = {k: retrieval_features(model, r, sims, ids, k).div for k in ks[:-1]}
+        self.div[ks[-1]] = feat.div
 
 
 class _Data:
@@ -418,8 +412,7 @@ class RetrievalPolicy:
         div = np.zeros((len(ids), m))
         for kk in np.unique(k):
             sel = k == kk
-            div[sel, :kk] = _diversity(model, r, np.ascontiguousarray(safe[sel, :kk]),
-                                       np.ascontiguousarray(mask[sel, :kk]))
+            div[sel, :kk] = retrieval_features(model, r, sims[sel], ids[sel], kk).div
         z = (w_s * np.exp(u))[:, None] * s - (w_d + lam)[:, None] * div - w_f * log_n
         return _neighbour_weights(z, mask)
 
@@ -443,29 +436,27 @@ class RetrievalPolicy:
             raise ValueError(f"{len(k)} queries for {len(ids)} rows of search results")
         return self._weights(model, r, sims, ids, k, u, lam)
 
+    @property
+    def search_k_(self) -> int:
+        """Patterns each resolution must retrieve for :meth:`weights`: the model's ``k_max``
+        (the policy was trained on prefixes of one ``k_max`` search, as :mod:`.tuning` is)."""
+        return self.k_max_
+
     def log_prob(self, model, split) -> np.ndarray:
-        """Natural-log probability of every token of a split (or id stream) under the policy."""
+        """Natural-log probability of every token of a split (or id stream) under the policy
+        (through :meth:`weights`, by :meth:`RetgenLM.scored_components`)."""
         self._check_model(model)
         stream = model._stream(split)
-        hits = model.search_stream(stream, model.config.k_max)
-        P, M = model.components(stream, hits)
-        mix = model.mixture_.weights(M)
-        queries = model._queries(stream, self.resolutions_[-1])
-        prob = mix[0] * P[0]
-        for i, r in enumerate(self.resolutions_):
-            sims, ids = (h[:, :self.ks_[-1]] for h in hits[r])
-            a = self.weights(model, r, sims, ids, queries)
-            target = model.levels[r].pattern_probabilities(np.where(a > 0, ids, -1), stream)
-            prob = prob + mix[i + 1] * (a * target).sum(axis=1)
-        return np.log(prob)
+        P, M = model.scored_components(stream, self)
+        return np.log(model._target_prob(P, M, stream, False))
 
     def perplexity(self, model, split) -> float:
         """``exp(−mean log P)`` under the policy over every token of the split."""
         return float(np.exp(-self.log_prob(model, split).mean()))
 
     # -- persistence --------------------------------------------------------------------------
-    def state(self) -> dict:
-        """``{"params": JSON-able dict, "arrays": {name: ndarray}}``; see :meth:`from_state`."""
+    def state(self) -> tuple[dict, dict]:
+        """``(params, arrays)``: JSON-able settings and report, and the plain weight arrays."""
         self._check_fitted()
         params = {"format": FORMAT_VERSION, "method": self.method, "hidden": self.hidden,
                   "epochs": self.epochs, "batch": self.batch, "lr": self.lr, "seed": self.seed,
@@ -476,13 +467,12 @@ class RetrievalPolicy:
                   "report": self.report_}
         arrays = {name: self.theta_[name].copy() for name in _ARRAYS if name != "base"}
         arrays["base"] = self.base_.copy()
-        return {"params": params, "arrays": arrays}
+        return params, arrays
 
     @classmethod
-    def from_state(cls, state: dict) -> "RetrievalPolicy":
-        """A fitted policy from :meth:`state` (plain arrays and JSON values, no pickle)."""
+    def from_state(cls, params: dict, arrays: dict) -> "RetrievalPolicy":
+        """Inverse of :meth:`state` (plain arrays and JSON values, no pickle)."""
         try:
-            params, arrays = dict(state["params"]), state["arrays"]
             if params.get("format") != FORMAT_VERSION:
                 raise ValueError(f"policy state format {params.get('format')!r}; this version "
                                  f"reads {FORMAT_VERSION}")
