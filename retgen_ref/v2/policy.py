@@ -62,7 +62,7 @@ import numpy as np
 
 from .._validation import check_int, check_positive_float
 from ..lm.tuning import KS
-from .rerank import retrieval_features
+from .rerank import masked_softmax, retrieval_features
 
 METHODS = ("reinforce", "direct")
 U_LIMIT = 10.0          # |u| is clipped here (τ changes by at most e^10); no gradient past it
@@ -73,15 +73,6 @@ _ARRAYS = ("W1", "b1", "W2", "b2", "W3", "b3", "x_mean", "x_scale", "base")
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _neighbour_weights(z: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``softmax_i z`` over the ``mask``ed columns of each row; a row with none → 0."""
-    z = np.where(mask, z, -np.inf)
-    top = z.max(axis=1, keepdims=True)
-    a = np.where(mask, np.exp(z - np.where(np.isfinite(top), top, 0.0)), 0.0)
-    total = a.sum(axis=1, keepdims=True)
-    return a / np.where(total > 0, total, 1.0)
 
 
 class _Level:
@@ -207,7 +198,7 @@ class RetrievalPolicy:
         d_u, d_lam = np.zeros(len(rows)), np.zeros(len(rows))
         for i, f in enumerate(data.levels):
             S, D, T = f.S[rows, :k], f.div[k][rows], f.T[rows, :k]
-            a = _neighbour_weights(eu * S - (f.w_d + lam)[:, None] * D + f.F[rows, :k],
+            a = masked_softmax(eu * S - (f.w_d + lam)[:, None] * D + f.F[rows, :k],
                                    f.mask[rows, :k])
             P_r = (a * T).sum(axis=1)
             w = data.mix[i + 1, rows]
@@ -414,7 +405,7 @@ class RetrievalPolicy:
             sel = k == kk
             div[sel, :kk] = retrieval_features(model, r, sims[sel], ids[sel], kk).div
         z = (w_s * np.exp(u))[:, None] * s - (w_d + lam)[:, None] * div - w_f * log_n
-        return _neighbour_weights(z, mask)
+        return masked_softmax(z, mask)
 
     def weights(self, model, r: int, sims, ids, queries_longest) -> np.ndarray:
         """Weights ``a_i`` ``(n, m)`` of the retrieved patterns of resolution ``r``.

@@ -126,13 +126,18 @@ def neighbour_features(model, stream: np.ndarray, hits: dict, k: int) -> dict:
     return out
 
 
-def energy_weights(phi: np.ndarray, mask: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``a = softmax_i(φ_i · w)`` over the valid neighbours of each row; no neighbour → 0."""
-    z = np.where(mask, phi @ w, -np.inf)
+def masked_softmax(z: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``softmax_i z`` over the ``mask``ed columns of each row; a row with none → 0."""
+    z = np.where(mask, z, -np.inf)
     top = z.max(axis=1, keepdims=True)
     a = np.where(mask, np.exp(z - np.where(np.isfinite(top), top, 0.0)), 0.0)
     total = a.sum(axis=1, keepdims=True)
     return a / np.where(total > 0, total, 1.0)
+
+
+def energy_weights(phi: np.ndarray, mask: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a = softmax_i(φ_i · w)`` over the valid neighbours of each row; no neighbour → 0."""
+    return masked_softmax(phi @ w, mask)
 
 
 def reranked_probs(phi: np.ndarray, mask: np.ndarray, target_probs: np.ndarray,
