@@ -42,6 +42,13 @@ def flat_scan_one(q, probes, pool, offsets, sizes, use_l2, hv, hi):
     return count
 
 
+@njit(cache=True, inline="always")
+def _sum_tables(list_table, query_table, out):
+    for j in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[j, c] = list_table[j, c] + query_table[j, c]
+
+
 @njit(cache=True)
 def pq_scan_one(query_table, list_terms, coarse_terms, probes, codes, offsets, sizes, table,
                 hv, hi):
@@ -54,20 +61,21 @@ def pq_scan_one(query_table, list_terms, coarse_terms, probes, codes, offsets, s
     which covers both metrics (see ``IVFPQIndex``): for l2 with residuals,
     ``‖q − y_l‖² + Σ_j (‖r_j‖² + 2 y_l,j·r_j) − 2 Σ_j q_j·r_j``; for ip, ``−q·y_l − Σ_j q_j·r_j``.
     ``list_terms`` may have a first axis of length 1 when it does not depend on the list.
-    Per probed list the two tables are summed once into ``table`` (``(m, ksub)`` scratch),
-    so a code costs ``m`` look-ups and adds. Returns the number of codes scored.
+    The two tables are summed into ``table`` (``(m, ksub)`` scratch) once per probed list,
+    or once per query when ``list_terms`` is shared, so a code costs ``m`` look-ups and
+    adds. Returns the number of codes scored.
     """
-    m, ksub = query_table.shape
+    m = query_table.shape[0]
     shared = list_terms.shape[0] == 1
+    if shared:
+        _sum_tables(list_terms[0], query_table, table)
     count = 0
     for p in range(probes.shape[0]):
         lst = probes[p]
         if lst < 0:
             continue
-        lt = list_terms[0] if shared else list_terms[lst]
-        for j in range(m):
-            for c in range(ksub):
-                table[j, c] = lt[j, c] + query_table[j, c]
+        if not shared:
+            _sum_tables(list_terms[lst], query_table, table)
         base = coarse_terms[p]
         start = offsets[lst]
         end = start + sizes[lst]
