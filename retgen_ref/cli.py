@@ -133,6 +133,41 @@ def _resolutions(text: str) -> tuple:
                                          "integers such as 1,2,3,4") from None
 
 
+def verify(args: argparse.Namespace) -> int:
+    """Check the papers' claims by computation: holds, holds-under-conditions, false or
+    not-checkable, with the evidence (retgen_ref/theory, docs/theorems.md)."""
+    from .theory import CLAIMS, run_claim
+    from .theory.report import markdown
+
+    if args.list:
+        for claim_id, found in CLAIMS.items():
+            print(f"{claim_id:<36} {found.statement}")
+        return 0
+    ids = args.id or list(CLAIMS)
+    unknown = [claim_id for claim_id in ids if claim_id not in CLAIMS]
+    if unknown:
+        raise ValueError(f"no claim {unknown}; `retgen-ref verify --list` shows the ids")
+    table = not (args.json or args.markdown)
+    if table:
+        print(f"{'claim':<36} {'verdict':<24} {'seconds':>7}  corrected")
+    rows = []
+    for claim_id in ids:
+        row = run_claim(claim_id, seed=args.seed, fast=args.fast)
+        rows.append(row)
+        if table:
+            corrected = ("" if row["verdict"] != "false" else
+                         "verified" if row["corrected_verified"] else "NOT verified")
+            print(f"{claim_id:<36} {row['verdict']:<24} {row['seconds']:>7.1f}  {corrected}",
+                  flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    if args.markdown:
+        from pathlib import Path
+        Path(args.markdown).write_text(markdown(rows))
+        print(f"wrote {args.markdown}: {len(rows)} claims", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retgen-ref",
@@ -201,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamp", type=float, default=None,
                    help="time of the new text, for models with a decay rate (§9.2)")
     p.set_defaults(func=update)
+
+    p = sub.add_parser("verify", help=verify.__doc__.splitlines()[0], description=verify.__doc__)
+    p.add_argument("--id", action="append", metavar="ID",
+                   help="check only this claim (repeatable), e.g. retgen/thm4.3")
+    p.add_argument("--fast", action="store_true",
+                   help="smaller experiments (the whole run in about a minute)")
+    p.add_argument("--json", action="store_true", help="print every row as JSON")
+    p.add_argument("--markdown", metavar="FILE",
+                   help="write the errata page (docs/theorems.md) from this run")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--list", action="store_true", help="list the claims and stop")
+    p.set_defaults(func=verify)
     return parser
 
 
