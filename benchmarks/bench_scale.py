@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _harness import (ROOT, machine, machine_line, markdown_table, replace_doc_section,
+from _harness import (RESULTS, ROOT, machine, machine_line, markdown_table, replace_doc_section,
                       write_json)
 from bench_store import status
 
@@ -355,7 +355,14 @@ def main():
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite the docs from benchmarks/results/scale.json")
     args = parser.parse_args()
+    if args.render:
+        payload = json.loads((RESULTS / "scale.json").read_text())
+        replace_doc_section("bench_scale", render(payload))
+        replace_doc_section("bench_scale_summary", summary(payload), CHAPTER)
+        return
     if args.worker:
         print(json.dumps(worker(args.worker, Path(args.dir), json.loads(args.params))))
         return
