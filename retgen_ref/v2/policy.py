@@ -63,6 +63,7 @@ import numpy as np
 from .._validation import check_int, check_positive_float
 from ..lm.tuning import KS
 from .rerank import masked_softmax, retrieval_features
+from .reweighting import Reweighting
 
 METHODS = ("reinforce", "direct")
 U_LIMIT = 10.0          # |u| is clipped here (τ changes by at most e^10); no gradient past it
@@ -100,7 +101,7 @@ class _Data:
                        for i, r in enumerate(model.levels)]
 
 
-class RetrievalPolicy:
+class RetrievalPolicy(Reweighting):
     """Per-query ``k``, temperature and diversity weight over a fitted RETGEN model (§3).
 
     Parameters
@@ -432,18 +433,6 @@ class RetrievalPolicy:
         """Patterns each resolution must retrieve for :meth:`weights`: the model's ``k_max``
         (the policy was trained on prefixes of one ``k_max`` search, as :mod:`.tuning` is)."""
         return self.k_max_
-
-    def log_prob(self, model, split) -> np.ndarray:
-        """Natural-log probability of every token of a split (or id stream) under the policy
-        (through :meth:`weights`, by :meth:`RetgenLM.scored_components`)."""
-        self._check_model(model)
-        stream = model._stream(split)
-        P, M = model.scored_components(stream, self)
-        return np.log(model._target_prob(P, M, stream, False))
-
-    def perplexity(self, model, split) -> float:
-        """``exp(−mean log P)`` under the policy over every token of the split."""
-        return float(np.exp(-self.log_prob(model, split).mean()))
 
     # -- persistence --------------------------------------------------------------------------
     def state(self) -> tuple[dict, dict]:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_int
+from .reweighting import Reweighting
 
 FEATURES = ("w_s", "w_d", "w_f")
 CHUNK_BYTES = 300_000_000  # embeddings held at once while computing the diversity
@@ -179,7 +180,7 @@ def _feature_scales(phi: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(scale > 1e-12, scale, 1.0)
 
 
-class EnergyReranker:
+class EnergyReranker(Reweighting):
     """Learned energy weights over a fitted :class:`~retgen_ref.lm.RetgenLM` (§5).
 
     Parameters
@@ -272,7 +273,7 @@ class EnergyReranker:
         if not hasattr(self, "weights_"):
             raise ValueError("this reranker is not fitted; call fit(model) first")
 
-    def _check(self, model) -> None:
+    def _check_model(self, model) -> None:
         self._check_fitted()
         if tuple(model.levels) != self.resolutions_ or model.k_ != self.k_:
             raise ValueError(f"the reranker was fitted on resolutions {self.resolutions_} "
@@ -293,23 +294,12 @@ class EnergyReranker:
         that a reranker and a :class:`~retgen_ref.v2.policy.RetrievalPolicy` are used alike
         by :meth:`RetgenLM.scored_components <retgen_ref.lm.RetgenLM.scored_components>`.
         """
-        self._check(model)
+        self._check_model(model)
         feat = retrieval_features(model, r, sims, ids, self.k_)
         out = np.zeros(ids.shape)
         out[:, :self.k_] = energy_weights(feat.phi(), feat.mask,
                                           self.weights_[self.resolutions_.index(r)])
         return out
-
-    def log_prob(self, model, split) -> np.ndarray:
-        """Natural-log probability of every token of a split (or id stream), reranked."""
-        self._check(model)
-        stream = model._stream(split)
-        P, M = model.scored_components(stream, self)
-        return np.log(model._target_prob(P, M, stream, False))
-
-    def perplexity(self, model, split) -> float:
-        """``exp(−mean log P)`` over every token of the split, reranked."""
-        return float(np.exp(-self.log_prob(model, split).mean()))
 
     def state(self) -> tuple[dict, dict]:
         """``(params, arrays)``: JSON-able settings and the weight arrays (for saving)."""
