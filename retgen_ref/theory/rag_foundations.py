@@ -239,15 +239,15 @@ def tfidf(rng, fast):
                                    minlength=n_terms) for n in lengths]).astype(float)
     counts[:, 0] = np.maximum(counts[:, 0], 1)        # a term in every document
     counts[:, -1] = 0                                 # a term in no document
-    seen = counts[:, :-1]
-    tf = seen / counts.sum(axis=1, keepdims=True)
+    tf = counts / counts.sum(axis=1, keepdims=True)
     scores = _tfidf(counts)
     df = (counts > 0).sum(axis=0)
-    idf = np.log(n_docs / df[:-1])
-    order = np.argsort(df[:-1])
+    seen = df > 0                                     # the terms that occur somewhere
+    idf = np.log(n_docs / df[seen])
+    order = np.argsort(df[seen])
     monotone = float(max(0.0, np.diff(idf[order]).max()))
-    finite = scores[:, :-1]
-    violation = max(float(abs(tf.sum(1) + counts[:, -1] / counts.sum(1) - 1).max()),
+    finite = scores[:, seen]
+    violation = max(float(abs(tf.sum(1) - 1).max()),
                     float(max(0.0, -finite.min())), monotone,
                     float(np.abs(scores[:, 0]).max()), float(not np.isfinite(finite).all()))
     unseen = scores[:, -1]
