@@ -103,7 +103,7 @@ def thm5_1(rng, fast):
        "count, each costing d: measured per-insert work = d·dist(M) compared with "
        "ℓ·(d + log₂ M) over a sweep of M at d = 32.")
 def thm5_2(rng, fast):
-    sizes = [500, 2_000, 8_000] if fast else [500, 2_000, 8_000, 32_000]
+    sizes = [500, 1_500, 4_500] if fast else [500, 2_000, 8_000, 32_000]
     d, ell = 32, 2
     dist = hnsw_distance_counts(rng, sizes, d=d)
     hnsw_ratio = [d * c / (ell * (d + math.log2(m))) for c, m in zip(dist, sizes)]

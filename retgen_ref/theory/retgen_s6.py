@@ -62,7 +62,7 @@ def thm6_1(rng, fast):
        "ratio's growth is reported: ef·degree distance computations, not log M.")
 def thm6_2(rng, fast):
     d, k = 32, 10
-    sizes = [500, 2_000, 8_000] if fast else [500, 2_000, 8_000, 32_000]
+    sizes = [500, 1_500, 4_500] if fast else [500, 2_000, 8_000, 32_000]
     x = rng.standard_normal((max(sizes), d)).astype(np.float32)
     q = rng.standard_normal((20, d)).astype(np.float32)
     exact_ratio = []
