@@ -133,7 +133,7 @@ def reranker_instance(rng, T: int = 1_500, R: int = 2, k: int = 8):
         sim = rng.uniform(0.5, 1.0, (T, k))
         div = rng.uniform(0.0, 1.0, (T, k))
         logf = np.log(rng.integers(1, 50, (T, k)).astype(float))
-        phis.append(np.stack([sim, -div, -logf], axis=2) * np.array([1.0, 1.0, 1.0]))
+        phis.append(np.stack([sim, -div, -logf], axis=2))  # z = φ·w = −E
         target = np.where(rng.random((T, k)) < 0.15, rng.uniform(0.3, 1.0, (T, k)), 0.0)
         mask = rng.random((T, k)) < 0.9
         mask[:, 0] = True
