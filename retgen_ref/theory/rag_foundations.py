@@ -109,7 +109,8 @@ def cosine(rng, fast):
 @claim("rag_math_foundations/euclidean-similarity",
        "d(a, b) = √Σ(a_i − b_i)², and similarity = 1/(1 + d) is an alternative measure.",
        "1/(1+d) ∈ (0, 1], = 1 iff a = b, strictly decreasing in d, so ranking by it is "
-       "the Euclidean nearest-neighbour ranking (FlatIndex 'l2'); for unit vectors "
+       "the Euclidean nearest-neighbour ranking (FlatIndex 'l2', float32, so similarities "
+       "per rank compared to 1e-6); for unit vectors "
        "‖a − b‖² = 2 − 2 cos(a, b), so it ranks like cosine on unit vectors only (the "
        "disagreement rate on non-unit data is reported).")
 def euclidean_similarity(rng, fast):
@@ -124,6 +125,9 @@ def euclidean_similarity(rng, fast):
     _, I = index.search(q, 10)
     by_sim = np.argsort(-sim, axis=1, kind="stable")[:, :10]
     rank_agreement = float((I == by_sim).mean())
+    # FlatIndex ranks in float32: compare the similarities at each rank, not the ids
+    rank_gap = float(np.abs(np.take_along_axis(sim, I, 1)
+                            - np.take_along_axis(sim, by_sim, 1)).max())
     range_violation = max(float(sim.max() - 1), float(-sim.min()), 0.0)
     self_sim = 1 / (1 + np.sqrt(((x64[:100] - x64[:100]) ** 2).sum(-1)))
     # unit vectors: ‖a − b‖² = 2 − 2cos
@@ -132,13 +136,13 @@ def euclidean_similarity(rng, fast):
     identity = float(np.abs(((qu[:, None] - u[None]) ** 2).sum(-1) - (2 - 2 * qu @ u.T)).max())
     cos_top = np.argmax(_cosine(q64[:, None, :], x64[None]), axis=1)
     disagree = float((cos_top != np.argmax(sim, axis=1)).mean())
-    violation = max(range_violation, float(np.abs(self_sim - 1).max()), identity,
-                    1 - rank_agreement)
+    violation = max(range_violation, float(np.abs(self_sim - 1).max()), identity, rank_gap)
     return judge({"similarity_range": [float(sim.min()), float(sim.max())],
-                  "top10_agreement_with_FlatIndex_l2": rank_agreement,
+                  "top10_id_agreement_with_FlatIndex_l2": rank_agreement,
+                  "top10_similarity_gap_vs_FlatIndex_l2": rank_gap,
                   "unit_vector_identity_max_error": identity,
                   "top1_disagreement_with_cosine_non_unit": disagree},
-                 violation, 1e-9)
+                 violation, 1e-6)   # FlatIndex stores float32: similarities agree to ~1e-7
 
 
 @claim("rag_math_foundations/attention",
@@ -174,18 +178,18 @@ def attention(rng, fast):
         worst = max(worst, e_single, e_multi, e_rows)
         rows.append({"d_model": d_model, "heads": h, "single_head_max_error": e_single,
                      "multi_head_max_error": e_multi, "row_sum_max_error": e_rows})
-    n = 20_000 if fast else 100_000
+    n = 20_000 if fast else 40_000
     var_rows, var_excess = [], 0.0
     for dk in (4, 64, 512):
         q, k = rng.standard_normal((2, n, dk))
         s = (q * k).sum(1) / np.sqrt(dk)
         var = float(s.var())
         se = float(np.sqrt(((s ** 2 - var) ** 2).mean() / n))
-        var_excess = max(var_excess, abs(var - 1) / (6 * se))
+        var_excess = max(var_excess, abs(var - 1) - 6 * se)   # > 0: outside 6 SE
         var_rows.append({"d_k": dk, "scaled_score_variance": var, "standard_error": se})
     return judge({"formula_cases": rows, "score_variance": var_rows,
-                  "variance_deviation_in_6se_units": var_excess},
-                 max(worst, 1e-10 * (var_excess > 1)), 1e-10)
+                  "variance_excess_beyond_6se": var_excess},
+                 max(worst, var_excess), 1e-10)
 
 
 @claim("rag_math_foundations/perplexity",
@@ -332,7 +336,7 @@ def pq(rng, fast):
     n = 500 if fast else 3_000
     worst, rows = 0.0, []
     for d, m, nbits in ((8, 2, 4), (32, 4, 6), (64, 8, 8)):
-        x = rng.standard_normal((n + 2_000, d)).astype(np.float32)
+        x = rng.standard_normal((n + (800 if fast else 2_000), d)).astype(np.float32)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant = ProductQuantizer(d, m, nbits, seed=int(rng.integers(1 << 30))).fit(x[n:])
@@ -372,7 +376,7 @@ def pq_memory(rng, fast):
     N = 20_000 if fast else 100_000
     cases, worst, worst_case, corr = [], 0.0, None, 0.0
     for d, m, nbits in ((64, 8, 8), (128, 8, 8), (96, 24, 4), (384, 48, 8)):
-        x = rng.standard_normal((2_000, d)).astype(np.float32)
+        x = rng.standard_normal((512, d)).astype(np.float32)  # sizes only: a short fit
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quant = ProductQuantizer(d, m, nbits, seed=0).fit(x)
