@@ -141,15 +141,15 @@ def verify(args: argparse.Namespace) -> int:
 
     if args.list:
         for claim_id, found in CLAIMS.items():
-            print(f"{claim_id:<36} {found.statement}")
+            print(f"{claim_id:<42} {found.statement}")
         return 0
     ids = args.id or list(CLAIMS)
     unknown = [claim_id for claim_id in ids if claim_id not in CLAIMS]
     if unknown:
         raise ValueError(f"no claim {unknown}; `retgen-ref verify --list` shows the ids")
-    table = not (args.json or args.markdown)
+    table = not args.json
     if table:
-        print(f"{'claim':<36} {'verdict':<24} {'seconds':>7}  corrected")
+        print(f"{'claim':<42} {'verdict':<24} {'seconds':>7}  corrected")
     rows = []
     for claim_id in ids:
         row = run_claim(claim_id, seed=args.seed, fast=args.fast)
@@ -157,7 +157,7 @@ def verify(args: argparse.Namespace) -> int:
         if table:
             corrected = ("" if row["verdict"] != "false" else
                          "verified" if row["corrected_verified"] else "NOT verified")
-            print(f"{claim_id:<36} {row['verdict']:<24} {row['seconds']:>7.1f}  {corrected}",
+            print(f"{claim_id:<42} {row['verdict']:<24} {row['seconds']:>7.1f}  {corrected}",
                   flush=True)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))

@@ -118,6 +118,18 @@ def not_checkable(why: str, evidence: dict | None = None) -> Finding:
     return Finding("not-checkable", {"why": why, **(evidence or {})})
 
 
+def claim_order(claim_id: str) -> tuple:
+    """Sort key: the paper (in :data:`PAPERS` order), then the section numbers in the
+    name (``thm4.2`` → (4, 2); ``table6`` → (6,)), a section's theorems before its
+    corollaries and tables; names without numbers keep their registration order."""
+    import re
+    paper, name = claim_id.split("/", 1)
+    numbered = re.fullmatch(r"(thm|cor|table|app)([\d.]+)", name)
+    numbers = ([int(n) for n in numbered.group(2).split(".") if n] if numbered
+               else [float("inf")])
+    return (PAPERS.index(paper), numbers[0], not name.startswith("thm"), numbers[1:])
+
+
 def run_claim(claim_id: str, seed: int = SEEDS[0], fast: bool = False) -> dict:
     """Check one claim; the row of ``retgen-ref verify --json``."""
     if claim_id not in CLAIMS:

@@ -21,8 +21,8 @@ named), `false` (with a counterexample and a corrected statement, itself checked
 `not-checkable` (with the reason). Every verdict is decided by the computation in
 `retgen_ref/theory/`, with fixed seeds.
 
-Regenerate: `retgen-ref verify --markdown docs/theorems.md` (the full run; about
-{minutes} minutes on 2 cores). One claim: `retgen-ref verify --id retgen/thm4.3`.
+Regenerate: `retgen-ref verify --markdown docs/theorems.md` (the full run took {seconds:.0f} s
+on 2 cores). One claim: `retgen-ref verify --id retgen/thm4.3 [--json]`.
 """
 
 
@@ -43,9 +43,9 @@ def summary_table(rows: list[dict]) -> str:
 
 def markdown(rows: list[dict]) -> str:
     """The whole page."""
-    minutes = max(1, round(sum(row["seconds"] for row in rows) / 60))
+    seconds = sum(row["seconds"] for row in rows)
     counts = {v: sum(row["verdict"] == v for row in rows) for v in VERDICTS}
-    parts = [INTRO.format(minutes=minutes),
+    parts = [INTRO.format(seconds=seconds),
              f"{len(rows)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".",
              "", summary_table(rows), ""]
     for paper in PAPERS:
