@@ -113,6 +113,15 @@ def judge(evidence: dict, violation: float, tolerance: float, *, counterexample=
     return Finding("holds", evidence)
 
 
+def loglog_slope(xs, ys, last: int | None = None) -> float:
+    """Least-squares slope of ``log y`` on ``log x`` (the exponent of a power law), over the
+    ``last`` points only when given (the asymptotic end of a sweep)."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    if last is not None:
+        xs, ys = xs[-last:], ys[-last:]
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
 def not_checkable(why: str, evidence: dict | None = None) -> Finding:
     """A claim with nothing a computation can test; ``why`` goes into the evidence."""
     return Finding("not-checkable", {"why": why, **(evidence or {})})

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import claim, judge
-from .retgen_s8 import k_grid, knn_mse, slope
+from .registry import claim, judge, loglog_slope
+from .retgen_s8 import k_grid, knn_mse
 
 
 @claim("retgen/thm10.1",
@@ -26,9 +26,9 @@ def thm10_1(rng, fast):
     for dim in (1, 2):
         best = [float(knn_mse(rng, n, dim, k_grid(n), reps).min()) for n in ns]
         fixed = [float(knn_mse(rng, n, dim, [10], reps)[0]) for n in ns]
-        s = slope(ns, best)
+        s = loglog_slope(ns, best)
         rows.append({"D": dim, "mse_best_k": best, "slope": s, "minimax_slope": -2 / (2 + dim),
-                     "mse_fixed_k10": fixed, "slope_fixed_k10": slope(ns, fixed)})
+                     "mse_fixed_k10": fixed, "slope_fixed_k10": loglog_slope(ns, fixed)})
         worst = max(worst, abs(s + 2 / (2 + dim)))
     return judge({"n": ns, "cases": rows}, worst, 0.1,
                  conditions="k must grow as n^{2/(2+D)} (tuned per n, here by oracle over a "

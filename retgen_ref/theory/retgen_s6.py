@@ -14,8 +14,8 @@ import math
 import numpy as np
 
 from ..index.flat import FlatIndex
-from .registry import claim, judge
-from .retgen_s5 import hnsw_distance_counts, loglog_slope, transformer_flops
+from .registry import claim, judge, loglog_slope
+from .retgen_s5 import hnsw_distance_counts, transformer_flops
 
 
 @claim("retgen/thm6.1",
@@ -33,14 +33,14 @@ def thm6_1(rng, fast):
     claim_ops = [c * L * d ** 2 for c in cs]
     r_full = [f / c for f, c in zip(full, claim_ops)]
     r_cached = [f / c for f, c in zip(cached, claim_ops)]
-    slope_full = loglog_slope(cs, r_full)
+    slope_full = loglog_slope(cs, r_full, last=3)
     corrected = [f / (L * (c * d ** 2 + c ** 2 * d)) for f, c in zip(full, cs)]
-    slope_corrected = loglog_slope(cs, corrected)
+    slope_corrected = loglog_slope(cs, corrected, last=3)
     i = len(cs) - 1
     return judge({"L": L, "d": d, "C": cs, "full_pass_ops": full, "kv_cached_ops": cached,
                   "full_over_claim": r_full, "cached_over_claim": r_cached,
                   "slope_full_over_claim": slope_full,
-                  "slope_cached_over_claim": loglog_slope(cs, r_cached),
+                  "slope_cached_over_claim": loglog_slope(cs, r_cached, last=3),
                   "slope_full_over_corrected": slope_corrected},
                  slope_full, 0.1,
                  counterexample={"d": d, "L": L, "C": cs[i], "ops_per_token": full[i],
@@ -77,10 +77,10 @@ def thm6_2(rng, fast):
     dist = hnsw_distance_counts(rng, sizes, d=d)
     hnsw_ratio = [(d * c + d + k * d) / (d + d * math.log2(m) + k * d)
                   for c, m in zip(dist, sizes)]
-    violation = loglog_slope(sizes, exact_ratio)
+    violation = loglog_slope(sizes, exact_ratio, last=3)
     return judge({"d": d, "k": k, "M": sizes, "exact_ops_over_claim": exact_ratio,
                   "hnsw_distances_per_query": dist, "hnsw_ops_over_claim": hnsw_ratio,
-                  "hnsw_ratio_slope_vs_M": loglog_slope(sizes, hnsw_ratio)},
+                  "hnsw_ratio_slope_vs_M": loglog_slope(sizes, hnsw_ratio, last=3)},
                  violation, 0.1,
                  conditions="exact search as stated (S = M·d); for HNSW, S(M) = d·log M "
                             "holds only with a constant ~ef·degree/log M in front (measured "

@@ -11,8 +11,7 @@ import numpy as np
 
 from ..index.flat import FlatIndex
 from ..lm.patterns import count_patterns
-from .registry import claim, judge, not_checkable
-from .retgen_s5 import loglog_slope
+from .registry import claim, judge, loglog_slope, not_checkable
 
 
 @claim("retgen/thm7.1",
@@ -42,8 +41,8 @@ def thm7_1(rng, fast):
                      per_pattern, "paper_budget_bytes": budget, "ratio": per_pattern / budget,
                      "ratio_corrected": (table.nbytes + index.nbytes)
                      / (len(table) * (4 * d + 2 * ell) + nnz * 12)})
-    slope = loglog_slope(ks, [r["ratio"] for r in rows])
-    slope_corrected = loglog_slope(ks, [r["ratio_corrected"] for r in rows])
+    slope = loglog_slope(ks, [r["ratio"] for r in rows], last=3)
+    slope_corrected = loglog_slope(ks, [r["ratio_corrected"] for r in rows], last=3)
     worst = rows[-1]
     return judge({"d": d, "ell": ell, "cases": rows, "slope_ratio_vs_K": slope,
                   "slope_corrected_vs_K": slope_corrected},

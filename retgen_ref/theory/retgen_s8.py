@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import claim, judge
+from .registry import claim, judge, loglog_slope
 
 
 def knn_mse(rng, n: int, dim: int, ks, reps: int) -> np.ndarray:
@@ -42,10 +42,6 @@ def oracle_rmse(rng, ns, dim: int, reps: int) -> list[float]:
     return [float(np.sqrt(knn_mse(rng, n, dim, k_grid(n), reps).min())) for n in ns]
 
 
-def slope(ns, ys) -> float:
-    return float(np.polyfit(np.log(ns), np.log(ys), 1)[0])
-
-
 @claim("retgen/thm8.1",
        "RETGEN is strongly consistent: P_RETGEN,n(y|x) → P_true(y|x) a.s. as n → ∞ "
        "(SLLN on empirical frequencies, Glivenko–Cantelli).",
@@ -58,7 +54,7 @@ def thm8_1(rng, fast):
     fixed = [float(np.sqrt(knn_mse(rng, n, 2, [10], reps)[0])) for n in ns]
     growing = [float(np.sqrt(knn_mse(rng, n, 2, [int(np.ceil(np.sqrt(n)))], reps)[0]))
                for n in ns]
-    s_fixed, s_growing = slope(ns, fixed), slope(ns, growing)
+    s_fixed, s_growing = loglog_slope(ns, fixed), loglog_slope(ns, growing)
     return judge({"n": ns, "rmse_fixed_k10": fixed, "rmse_k_sqrt_n": growing,
                   "slope_fixed_k": s_fixed, "slope_k_sqrt_n": s_growing,
                   "variance_floor_fixed_k": float(np.sqrt(0.16 / 10))},
@@ -84,7 +80,7 @@ def thm8_2(rng, fast):
     rows, worst, worst_corr = [], None, 0.0
     for dim in (1, 2):
         rmse = oracle_rmse(rng, ns, dim, reps)
-        s = slope(ns, rmse)
+        s = loglog_slope(ns, rmse)
         claimed = -min(1.0 / dim, 0.5)  # the slower of n^{-1/D} and n^{-1/2}
         row = {"D": dim, "rmse": rmse, "slope": s, "claimed_slope": claimed,
                "corrected_slope": -1 / (dim + 2)}

@@ -16,8 +16,8 @@ import numpy as np
 from ..index import IVFFlatIndex
 from ..pq import ProductQuantizer
 from ..v2.rerank import nll_and_gradient
-from .registry import claim, judge
-from .retgen_v2_s2 import fit_exponent, gaussian_data
+from .registry import claim, judge, loglog_slope
+from .retgen_v2_s2 import gaussian_data
 
 
 @claim("retgen_v2/app11.1",
@@ -105,7 +105,7 @@ def app11_2(rng, fast):
         m = d // dsub
         errors = [_pq_error(x, m, b, seed=int(rng.integers(1 << 30))) for b in nbits_list]
         ks = [2 ** b for b in nbits_list]
-        slope = fit_exponent(ks, errors)
+        slope = loglog_slope(ks, errors)
         high_rate = -2 / dsub
         cases.append({"d_sub": dsub, "m": m, "k_s": ks, "error": errors,
                       "slope": slope, "paper_slope": -1.0, "high_rate_slope": high_rate,

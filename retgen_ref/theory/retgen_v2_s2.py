@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from ..index import IVFFlatIndex
-from .registry import claim, judge
+from .registry import claim, judge, loglog_slope
 
 
 def gaussian_data(rng, n: int, d: int) -> np.ndarray:
@@ -51,11 +51,6 @@ def ivf_cost(x: np.ndarray, queries: np.ndarray, nlist: int, nprobe: int) -> dic
             "max_list_over_mean": float(sizes.max() / (n / nlist))}
 
 
-def fit_exponent(xs, ys) -> float:
-    """Slope of ``log y`` on ``log x`` (least squares)."""
-    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
-
-
 @claim("retgen_v2/thm2.1",
        "IVF reduces the average search cost from O(nd) to O(kd + (n/k)d'); with k = √n it "
        "is O(√n·d), a √n speedup over brute force.",
@@ -81,7 +76,7 @@ def thm2_1(rng, fast):
             r["scanned_over_sum_sq"] = r["scanned"] / r["sum_sizes_sq_over_n"]
             rows.append(r)
             costs.append(r["cost"])
-        exponents[name] = fit_exponent(ns, costs)
+        exponents[name] = loglog_slope(ns, costs)
     # The O(·) reading: exponent ≤ 1/2. The fine-term reading: scanned ≈ n/k (within 2x).
     exp_violation = max(e - 0.5 for e in exponents.values())
     ratio_violation = max(np.log2(r["scanned_over_n_div_k"]) for r in rows) - 1.0

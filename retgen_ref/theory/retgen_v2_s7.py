@@ -14,8 +14,8 @@ import numpy as np
 
 from ..index import IVFPQIndex
 from ..index.ivf import COARSE_ITERATIONS
-from .registry import claim, judge, not_checkable
-from .retgen_v2_s2 import fit_exponent, gaussian_data
+from .registry import claim, judge, loglog_slope, not_checkable
+from .retgen_v2_s2 import gaussian_data
 
 
 @claim("retgen_v2/thm7.1",
@@ -105,8 +105,8 @@ def table7_2(rng, fast):
                        "bytes_per_vector": index.nbytes / n_rho,
                        "flat_bytes_per_vector": 4 * d})
     rhos = [r["rho"] for r in by_rho]
-    search_exp_rho = fit_exponent(rhos, [r["cost"] for r in by_rho])
-    memory_exp_rho = fit_exponent(rhos, [r["nbytes"] for r in by_rho])
+    search_exp_rho = loglog_slope(rhos, [r["cost"] for r in by_rho])
+    memory_exp_rho = loglog_slope(rhos, [r["nbytes"] for r in by_rho])
     by_n = []
     for n in ns:
         k = int(round(np.sqrt(n)))
@@ -115,9 +115,9 @@ def table7_2(rng, fast):
         ops = COARSE_ITERATIONS * train_points * k * d + n * k * d
         by_n.append({"n": n, "nlist": k, "build_ops": ops,
                      **_search_cost(index, q)})
-    build_exp = fit_exponent(ns, [r["build_ops"] for r in by_n])
-    nlogn_exp = fit_exponent(ns, [n * np.log(n) for n in ns])
-    search_exp_n = fit_exponent(ns, [r["cost"] for r in by_n])
+    build_exp = loglog_slope(ns, [r["build_ops"] for r in by_n])
+    nlogn_exp = loglog_slope(ns, [n * np.log(n) for n in ns])
+    search_exp_n = loglog_slope(ns, [r["cost"] for r in by_n])
     parts = {"search_exponent_in_rho": (search_exp_rho, -1.0),
              "memory_exponent_in_rho": (memory_exp_rho, -1.0),
              "build_exponent_in_n": (build_exp, nlogn_exp)}
