@@ -3,8 +3,11 @@ product quantization and its memory formula, LSH, MRR and NDCG.
 
 Checked with the project's own code where the claim is about it
 (:func:`~retgen_ref.attention.softmax_attention`, :class:`~retgen_ref.index.FlatIndex`,
-:class:`~retgen_ref.pq.ProductQuantizer`, :class:`~retgen_ref.index.lsh.LSHIndex`); TF-IDF,
-BM25, MRR and NDCG are small private implementations of the note's formulas below.
+:class:`~retgen_ref.pq.ProductQuantizer`, :class:`~retgen_ref.index.lsh.LSHIndex`, and
+:mod:`retgen_ref.rag`: ``mrr``, ``ndcg_at_k``, ``term_matrix`` and ``BM25Retriever.idf``).
+The few formulas below stay private where a check needs what the library does not give:
+the unguarded cosine, raw (unnormalised) TF-IDF, the classic BM25 IDF, the BM25 term as a
+function of (IDF, f, |d|/avgdl), and DCG itself.
 """
 
 from __future__ import annotations
@@ -18,18 +21,22 @@ from ..attention import multi_head_attention, softmax_attention
 from ..index import FlatIndex
 from ..index.lsh import LSHIndex
 from ..pq import ProductQuantizer
+from ..rag import BM25Retriever, ndcg_at_k, term_matrix
+from ..rag import mrr as mean_reciprocal_rank
 from .registry import claim, judge
 
 
-# -- the note's formulas, written out ------------------------------------------------
+# -- the note's formulas, written out where the library has no equivalent -------------
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a·b / (‖a‖ ‖b‖)`` row-wise."""
+    # private: the check needs the unguarded formula (0/0 = nan for a zero vector)
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
 def _tfidf(counts: np.ndarray) -> np.ndarray:
     """``tf(t,d)·idf(t,D)`` with ``tf = f_{t,d} / Σ_t' f_{t',d}`` and
     ``idf = log(|D| / |{d : t ∈ d}|)``; ``counts`` is ``(n_docs, n_terms)``."""
+    # private: TfidfRetriever only gives cosine-normalised vectors and drops df = 0 terms
     tf = counts / counts.sum(axis=1, keepdims=True)
     df = (counts > 0).sum(axis=0)
     with np.errstate(divide="ignore"):
@@ -40,38 +47,44 @@ def _tfidf(counts: np.ndarray) -> np.ndarray:
 
 def _bm25_idf_classic(n_docs: int, df) -> np.ndarray:
     """Robertson–Spärck Jones IDF ``log((N − n + 0.5) / (n + 0.5))``."""
+    # private: the refuted IDF; the library only has the corrected one (BM25Retriever.idf)
     df = np.asarray(df, dtype=np.float64)
     return np.log((n_docs - df + 0.5) / (df + 0.5))
 
 
-def _bm25_idf_plus1(n_docs: int, df) -> np.ndarray:
-    """Lucene's IDF ``log(1 + (N − n + 0.5) / (n + 0.5))`` (always > 0)."""
-    df = np.asarray(df, dtype=np.float64)
-    return np.log1p((n_docs - df + 0.5) / (df + 0.5))
+def _bm25_library_idf(n_docs: int, df) -> np.ndarray:
+    """:meth:`BM25Retriever.idf` (``log(1 + (N − n + 0.5) / (n + 0.5))``) of a corpus of
+    ``n_docs`` documents in which term ``t`` occurs in exactly ``df[t]`` of them."""
+    df = np.asarray(df)
+    docs = [np.nonzero(df > i)[0] for i in range(n_docs)]      # term t in docs 0..df[t]-1
+    return BM25Retriever().fit(docs, len(df)).idf()
 
 
 def _bm25_term(idf, f, doc_len, avgdl, k1=1.2, b=0.75):
     """One query term's BM25 contribution
     ``IDF · f (k1 + 1) / (f + k1 (1 − b + b |d| / avgdl))``."""
+    # private: evaluated on a grid of (IDF, f, |d|/avgdl); BM25Retriever only scores a corpus
     f = np.asarray(f, dtype=np.float64)
     return idf * f * (k1 + 1) / (f + k1 * (1 - b + b * doc_len / avgdl))
 
 
-def _mrr(first_relevant_ranks) -> float:
-    """``(1/|Q|) Σ_i 1/rank_i``; ``rank_i`` is 1-based, ``None`` (no relevant document
-    retrieved) contributes 0 (the usual convention; the note leaves it undefined)."""
-    return float(np.mean([0.0 if r is None else 1.0 / r for r in first_relevant_ranks]))
-
-
 def _dcg(rel, k: int) -> float:
     """``DCG@k = Σ_{i=1..k} (2^{rel_i} − 1) / log2(i + 1)``."""
+    # private: ndcg_at_k keeps DCG internal (and maps IDCG = 0 to 0); the checks need DCG
     rel = np.asarray(rel, dtype=np.float64)[:k]
     return float(((2.0 ** rel - 1) / np.log2(np.arange(2, len(rel) + 2))).sum())
 
 
-def _ndcg(ranked_rel, all_rel, k: int) -> float:
-    """``NDCG@k = DCG@k / IDCG@k``, IDCG from the ideal order of all judged documents."""
-    return _dcg(ranked_rel, k) / _dcg(np.sort(all_rel)[::-1], k)
+def _first_relevant_at(ranks) -> tuple[np.ndarray, list]:
+    """Ranked id lists and judgements whose first relevant id is at each 1-based rank
+    (``None``: no relevant id), the input :func:`retgen_ref.rag.mrr` takes."""
+    width = max([r for r in ranks if r is not None], default=1)
+    return (np.tile(np.arange(width), (len(ranks), 1)),
+            [set() if r is None else {r - 1} for r in ranks])
+
+
+def _mrr_of_ranks(ranks) -> float:
+    return mean_reciprocal_rank(*_first_relevant_at(ranks))
 
 
 # -- claims -----------------------------------------------------------------------------
@@ -239,8 +252,8 @@ def tfidf(rng, fast):
     n_docs, n_terms = (200, 500) if fast else (1_000, 2_000)
     p = 1 / np.arange(1, n_terms + 1) ** 1.1
     lengths = rng.integers(20, 200, size=n_docs)
-    counts = np.stack([np.bincount(rng.choice(n_terms, size=n, p=p / p.sum()),
-                                   minlength=n_terms) for n in lengths]).astype(float)
+    docs = [rng.choice(n_terms, size=n, p=p / p.sum()) for n in lengths]
+    counts = term_matrix(docs, n_terms).toarray()
     counts[:, 0] = np.maximum(counts[:, 0], 1)        # a term in every document
     counts[:, -1] = 0                                 # a term in no document
     tf = counts / counts.sum(axis=1, keepdims=True)
@@ -290,8 +303,7 @@ def bm25(rng, fast):
                 i = int(np.unravel_index(np.argmin(c), c.shape)[0])
                 worst_excess, worst_at = max(neg, dec), {"df": int(df[i]), "ratio": float(r)}
 
-    def properties(idf_fn):
-        idf = idf_fn(N, df)
+    def properties(idf):
         ex = 0.0
         for r in ratios:
             c = _bm25_term(idf[:, None], f[None], r, 1.0, k1, b)
@@ -324,7 +336,7 @@ def bm25(rng, fast):
                   "length-independent for b = 0. The classic IDF is negative when the term is "
                   "in more than half the documents (n > N/2), and then matching it LOWERS "
                   "the score.",
-        corrected_violation=properties(_bm25_idf_plus1))
+        corrected_violation=properties(_bm25_library_idf(N, df)))
 
 
 @claim("rag_math_foundations/pq",
@@ -461,7 +473,7 @@ def lsh(rng, fast):
 def mrr(rng, fast):
     hand = [([1, 3, None], (1 + 1 / 3 + 0) / 3), ([1, 1, 1], 1.0), ([2], 0.5),
             ([4, 2], (0.25 + 0.5) / 2)]
-    worst = max(abs(_mrr(r) - v) for r, v in hand)
+    worst = max(abs(_mrr_of_ranks(r) - v) for r, v in hand)
     nq, n, d, k = (50, 2_000, 16, 20) if fast else (200, 10_000, 16, 20)
     x = rng.standard_normal((n, d)).astype(np.float32)
     q = rng.standard_normal((nq, d)).astype(np.float32)
@@ -469,18 +481,16 @@ def mrr(rng, fast):
     index.add(x)
     _, I = index.search(q, k)
     relevant = rng.random(n) < 0.05
-    ranks = []
-    for row in I:
-        hits = np.nonzero(relevant[row])[0]
-        ranks.append(int(hits[0]) + 1 if len(hits) else None)
-    value = _mrr(ranks)
+    judged = [np.nonzero(relevant)[0]] * nq
+    value = mean_reciprocal_rank(I, judged)
     brute = float(np.mean([max((1 / (j + 1) for j, i in enumerate(row) if relevant[i]),
                                default=0.0) for row in I]))
     worst = max(worst, abs(value - brute), max(0.0, value - 1), max(0.0, -value))
-    return judge({"hand_cases": [{"ranks": str(r), "mrr": _mrr(r), "expected": v}
+    return judge({"hand_cases": [{"ranks": str(r), "mrr": _mrr_of_ranks(r), "expected": v}
                                  for r, v in hand],
                   "random_mrr": value, "brute_force": brute,
-                  "queries_without_relevant": sum(r is None for r in ranks)},
+                  "queries_without_relevant":
+                      int((mean_reciprocal_rank(I, judged, per_query=True) == 0).sum())},
                  worst, 1e-12,
                  conditions="every query has a relevant document in its result list; "
                             "otherwise rank_i is undefined and 1/rank_i must be taken as 0",
@@ -505,20 +515,23 @@ def ndcg(rng, fast):
         if all_rel.max() == 0:
             continue
         k = int(rng.integers(1, n + 1))
-        v = _ndcg(all_rel[rng.permutation(n)], all_rel, k)
+        judged = [dict(enumerate(all_rel))]                  # id i has relevance all_rel[i]
+        v = ndcg_at_k(rng.permutation(n)[None], judged, k)
         lo, hi = min(lo, v), max(hi, v)
-        ideal_err = max(ideal_err, abs(_ndcg(np.sort(all_rel)[::-1], all_rel, k) - 1))
+        ideal = np.argsort(-all_rel, kind="stable")[None]
+        ideal_err = max(ideal_err, abs(ndcg_at_k(ideal, judged, k) - 1))
     worst = max(worst, max(0.0, hi - 1), max(0.0, -lo), ideal_err)
     with np.errstate(invalid="ignore"):
         zero = float(np.float64(_dcg([0, 0, 0], 3)) / np.float64(_dcg([0, 0, 0], 3)))
     # IDCG restricted to the retrieved list instead: a poor list can score 1
-    retrieved, everything = [1, 0], [3, 3, 1, 0]
-    list_only = _dcg(retrieved, 2) / _dcg(sorted(retrieved, reverse=True), 2)
+    # (ids 0, 1 retrieved with rel 1, 0; ids 2, 3 judged rel 3 but not retrieved)
+    retrieved, everything = [{0: 1, 1: 0}], [{0: 1, 1: 0, 2: 3, 3: 3}]
+    list_only = ndcg_at_k(np.array([[0, 1]]), retrieved, 2)
     return judge({"hand_dcg": _dcg(rel, 6), "expected_hand_dcg": expected_dcg,
                   "ndcg_range_random": [lo, hi], "ideal_max_error": ideal_err,
                   "all_irrelevant_ndcg": zero,
                   "idcg_from_retrieved_list_only": list_only,
-                  "idcg_from_all_judged": _ndcg(retrieved, everything, 2)},
+                  "idcg_from_all_judged": ndcg_at_k(np.array([[0, 1]]), everything, 2)},
                  worst, 1e-12,
                  conditions="at least one judged document with rel > 0 (else IDCG = 0 and "
                             "NDCG = 0/0), and IDCG@k computed from all judged documents, not "
