@@ -35,6 +35,7 @@ bench: $(VENV)/.full
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_ablation.py
 	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python benchmarks/bench_rag.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -87,10 +87,7 @@ def generate(args: argparse.Namespace) -> int:
 
     model = RetgenLM.load(args.model)
     result = model.generate(args.prompt, args.max_tokens, trace=args.trace or args.json,
-                            strategy=args.strategy, temperature=args.temperature,
-                            top_k=args.top_k, top_p=args.top_p,
-                            repetition_penalty=args.repetition_penalty,
-                            beam_width=args.beam_width, seed=args.seed)
+                            **_decoding(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -101,6 +98,51 @@ def generate(args: argparse.Namespace) -> int:
             print(f"{step.token!r:>16} p={step.prob:.3f}  " + "; ".join(
                 f"r={p['resolution']} {p['text']!r} w={p['weight']:.2f} "
                 f"P(tok|p)={p['next_token_prob']:.2f}" for p in step.patterns))
+    return 0
+
+
+def _decoding(args: argparse.Namespace) -> dict:
+    """The Decoder settings of the decoding options (:func:`_add_decoding_options`)."""
+    return {"strategy": args.strategy, "temperature": args.temperature, "top_k": args.top_k,
+            "top_p": args.top_p, "repetition_penalty": args.repetition_penalty,
+            "beam_width": args.beam_width, "seed": args.seed}
+
+
+RETRIEVERS = ("bm25", "tfidf", "dense")
+
+
+def rag(args: argparse.Namespace) -> int:
+    """Retrieve training paragraphs for a query, show them with p_η, and continue the
+    query by RAG-Token decoding with the model as generator (rag_math_notes_part5.md)."""
+    from .lm import RetgenLM
+    from .lm.corpus import paragraphs_of
+    from .rag import BM25Retriever, DenseRetriever, RetgenRAG, TfidfRetriever
+
+    model = RetgenLM.load(args.model)
+    passages = [p for p in paragraphs_of(model.splits["train"]) if len(p)]
+    retriever = {"bm25": BM25Retriever, "tfidf": TfidfRetriever,
+                 "dense": lambda: DenseRetriever(model.word_vectors)}[args.retriever]()
+    retriever.fit(passages, len(model.vocab))
+    rag_model = RetgenRAG(model, retriever, passages, k=args.k)
+    rag_model.fit("valid", max_tokens=min(args.fit_tokens, len(model.splits["valid"])))
+    generation, ids, eta = rag_model.generate(args.query, args.max_tokens, **_decoding(args))
+    shown = [{"passage": int(i), "p_eta": float(w),
+              "text": model.vocab.detokenize(passages[i])} for i, w in zip(ids, eta)]
+    if args.json:
+        tau = rag_model.tau_eta_
+        print(json.dumps({"retriever": args.retriever,
+                          "tau_eta": tau if tau < float("inf") else "inf",
+                          "passages": shown, "continuation": generation.text}, indent=2))
+        return 0
+    tau = rag_model.tau_eta_
+    print(f"{args.retriever}: {len(shown)} of {len(passages):,} training paragraphs; p_η = "
+          f"softmax(score / τ_η) over them, τ_η = {tau:.3g} and the generator's mixture "
+          f"fitted on {rag_model.fit_report_['tokens']:,} valid tokens\n")
+    for rank, row in enumerate(shown, 1):
+        text = row["text"] if len(row["text"]) <= args.width else \
+            row["text"][:args.width - 3] + "..."
+        print(f"{rank}. p_η={row['p_eta']:.3f}  [paragraph {row['passage']}] {text}")
+    print(f"\n{args.query} >> {generation.text}")
     return 0
 
 
@@ -168,6 +210,18 @@ def verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_decoding_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", default="greedy",
+                   choices=("greedy", "sample", "adaptive", "beam"), help="default greedy")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default 1: off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="divide a recent token's probability by this per repeat (default 1)")
+    p.add_argument("--beam-width", type=int, default=4, help="hypotheses kept by beam search")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retgen-ref",
@@ -217,18 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
     p.add_argument("--prompt", required=True, help="text to continue (unknown words are fine)")
     p.add_argument("--max-tokens", type=int, default=40, help="tokens to generate (default 40)")
-    p.add_argument("--strategy", default="greedy",
-                   choices=("greedy", "sample", "adaptive", "beam"), help="default greedy")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default 1: off)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="divide a recent token's probability by this per repeat (default 1)")
-    p.add_argument("--beam-width", type=int, default=4, help="hypotheses kept by beam search")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_decoding_options(p)
     p.add_argument("--trace", action="store_true", help="show the patterns behind each token")
     p.add_argument("--json", action="store_true", help="print text, tokens and trace as JSON")
     p.set_defaults(func=generate)
+
+    p = sub.add_parser("rag", help=rag.__doc__.splitlines()[0], description=rag.__doc__)
+    p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
+    p.add_argument("--query", required=True, help="text to retrieve passages for and continue")
+    p.add_argument("--retriever", default="bm25", choices=RETRIEVERS, help="default bm25")
+    p.add_argument("--k", type=int, default=5, help="passages retrieved (default 5)")
+    p.add_argument("--fit-tokens", type=int, default=4000,
+                   help="valid tokens to fit τ_η and the generator's mixture on (default 4000)")
+    p.add_argument("--width", type=int, default=160,
+                   help="characters of each passage shown (default 160)")
+    p.add_argument("--max-tokens", type=int, default=40, help="tokens to generate (default 40)")
+    _add_decoding_options(p)
+    p.add_argument("--json", action="store_true", help="print passages and text as JSON")
+    p.set_defaults(func=rag)
 
     p = sub.add_parser("update", help=update.__doc__, description=update.__doc__)
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")

@@ -38,7 +38,7 @@ def _scrambled(model, seed=1, scale=0.5):
 
 def test_initial_policy_is_the_fitted_model(model):
     policy = RetrievalPolicy(epochs=0).fit(model)
-    queries = model._queries(model.splits["valid"], max(model.levels))
+    queries = model.context_queries(model.splits["valid"], max(model.levels))
     k, u, lam = policy.act(queries)
     assert np.all(k == model.k_) and np.all(u == 0) and np.all(lam == 0)
     for split in ("valid", "test"):
@@ -107,7 +107,7 @@ def test_fit_is_deterministic(model, method):
 def test_weights_sum_to_one_and_stop_at_k(model):
     policy = _scrambled(model)
     stream = model.splits["valid"][:300]
-    queries = model._queries(stream, max(model.levels))
+    queries = model.context_queries(stream, max(model.levels))
     k, _, _ = policy.act(queries)
     assert len(np.unique(k)) >= 3
     hits = model.search_stream(stream, model.config.k_max)
@@ -162,7 +162,7 @@ def test_bad_use_is_a_clear_error(model, policy):
     other.config = dataclasses.replace(model.config, k_max=64)
     with pytest.raises(ValueError, match="k_max"):
         policy.perplexity(other, "test")
-    queries = model._queries(model.splits["valid"][:10], max(model.levels))
+    queries = model.context_queries(model.splits["valid"][:10], max(model.levels))
     with pytest.raises(ValueError, match="queries have shape"):
         policy.act(queries[:, :5])
     sims, ids = model.search_stream(model.splits["valid"][:10], 16)[1]

@@ -103,15 +103,20 @@ class Corpus:
 
         Returns views into the stream, one int32 array per paragraph.
         """
-        stream = self.split(split_name)
-        ends = np.flatnonzero(stream == EOS)
-        starts = np.concatenate(([0], ends[:-1] + 1))
-        return [stream[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
+        return paragraphs_of(self.split(split_name))
 
     def oov_rate(self, split_name: str) -> float:
         """Fraction of a split's tokens (``<eos>`` included) that map to ``<unk>``."""
         stream = self.split(split_name)
         return float(np.mean(stream == UNK)) if stream.size else 0.0
+
+
+def paragraphs_of(stream: np.ndarray) -> list[np.ndarray]:
+    """A token stream cut at ``<eos>``: each paragraph's tokens without the ``<eos>``
+    (views into ``stream``; tokens after the last ``<eos>`` are left out)."""
+    ends = np.flatnonzero(stream == EOS)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    return [stream[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
 
 
 def parse_paragraphs(text: str) -> list[str]:

@@ -117,25 +117,34 @@ class ConfidenceMixture:
         return w
 
     def fit(self, P: np.ndarray, M: np.ndarray, entropies=None,
-            tolerance: float = EM_TOLERANCE):
+            tolerance: float = EM_TOLERANCE, prior=None, groups=None):
         """EM on valid: ``λ_r(b) ← Σ_{t∈b} ρ_r(t) / Σ_{t∈b} Σ_{s≤r} ρ_s(t)``.
 
         ``ρ_r(t)`` is the posterior that component ``r`` produced token ``t``; the
         denominator is the expected number of tokens that reached level ``r`` of the
         recursion. Buckets no valid token fell in keep λ = 1/2.
+
+        With ``prior`` and ``groups`` (both ``(n,)``) a column ``j`` of ``P`` is one of
+        several latent choices for token ``groups[j]``, chosen with probability
+        ``prior[j]``, and EM maximises ``Σ_t log Σ_{j: groups[j]=t} prior[j] Σ_r w_r(j)
+        P[r, j]``: the RAG-Token likelihood with the passage as the latent choice
+        (:mod:`retgen_ref.rag.generator`); ``ρ`` then also carries the passage posterior.
         """
         B = self._buckets(M)
+        prior = np.ones(P.shape[1]) if prior is None else np.asarray(prior, float)
+        groups = np.arange(P.shape[1]) if groups is None else np.asarray(groups)
+        n_tokens = int(groups.max()) + 1 if len(groups) else 0
         lam = np.full((len(P), self.n_buckets), 0.5)
         lam[0] = 1.0
         previous = np.inf
         for _ in range(_EM_MAX_ITERATIONS):
-            w = self._weights(lam, B)
-            mix = (w * P).sum(axis=0)
+            joint = prior * self._weights(lam, B) * P
+            mix = np.bincount(groups, joint.sum(axis=0), n_tokens)
             loss = -np.log(mix).mean()
             if previous - loss < tolerance:
                 break
             previous = loss
-            resp = w * P / mix
+            resp = joint / mix[groups]
             reached = np.cumsum(resp, axis=0)
             for r in range(1, len(P)):
                 chose = np.bincount(B[r], resp[r], self.n_buckets)

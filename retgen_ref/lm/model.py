@@ -185,14 +185,14 @@ class RetgenLM:
         for r in self.config.resolutions:
             say(f"patterns and index, resolution {r}")
             table = extract_patterns(segments, r)
-            self.pattern_history[r] = self._pattern_history(table, segments)
+            self.pattern_history[r] = self.pattern_history_vectors(table, segments)
             vectors = self.encoder.encode(table.contexts, self.pattern_history[r])
             index = build_index(self.config.index, vectors, self.config.seed,
                                 **self.config.index_params)
             self.levels[r] = Resolution(table, index)
         self.clock_ = 0.0
 
-    def _pattern_history(self, table, segments: list):
+    def pattern_history_vectors(self, table, segments: list):
         """Global part of each stored pattern: the mean history vector of its occurrences."""
         if not self.encoder.uses_history:
             return None
@@ -203,13 +203,15 @@ class RetgenLM:
         return (sums / table.totals[:, None]).astype(np.float32)
 
     # -- retrieval ----------------------------------------------------------------------
-    def _queries(self, stream: np.ndarray, r: int) -> np.ndarray:
+    def context_queries(self, stream: np.ndarray, r: int) -> np.ndarray:
+        """``e(x_t)`` of the ``r`` tokens before every position of ``stream``, ``(N, dim)``."""
         history = self.encoder.history_vectors(stream) if self.encoder.uses_history else None
         return self.encoder.encode(context_windows(stream, r), history)
 
     def search_stream(self, stream: np.ndarray, k: int) -> dict:
         """Per resolution, the ``k`` nearest patterns to the context of every position."""
-        return {r: level.search(self._queries(stream, r), k) for r, level in self.levels.items()}
+        return {r: level.search(self.context_queries(stream, r), k)
+                for r, level in self.levels.items()}
 
     def components(self, stream: np.ndarray, hits: dict | None = None, k=None, tau=None):
         """``(P, M)`` of :mod:`.mixing` for every position of ``stream`` (row 0: floor)."""
@@ -237,7 +239,7 @@ class RetgenLM:
             return self.components(stream)
         hits = self.search_stream(stream, reweighting.search_k_)
         P, M = self.components(stream, hits)
-        queries = self._queries(stream, max(self.levels))
+        queries = self.context_queries(stream, max(self.levels))
         for row, (r, level) in enumerate(self.levels.items(), start=1):
             sims, ids = hits[r]
             a = reweighting.weights(self, r, sims, ids, queries)
@@ -319,11 +321,11 @@ class RetgenLM:
             return self.vocab.encode(context)
         return self._stream(np.asarray(context, np.int64).reshape(-1))
 
-    def _last_query(self, ids: np.ndarray, r: int) -> np.ndarray:
+    def last_context_query(self, ids: np.ndarray, r: int) -> np.ndarray:
         """Embedding of the context at the end of ``ids`` (only its tail is read)."""
         tail = ids[-(max(r, self.config.history) + 1):] if len(ids) else ids
         stream = np.append(tail, 0).astype(np.int32)  # a dummy target after the context
-        return self._queries(stream, r)[-1:]
+        return self.context_queries(stream, r)[-1:]
 
     def predict(self, context, interpolate: bool = False) -> Prediction:
         """``P(· | context)`` with the patterns it was retrieved from (one search per level).
@@ -332,10 +334,10 @@ class RetgenLM:
         """
         ids = self.encode_context(context)
         rw, V = self.reweighting_, len(self.vocab)
-        longest = self._last_query(ids, max(self.levels)) if rw is not None else None
+        longest = self.last_context_query(ids, max(self.levels)) if rw is not None else None
         P, masses, retrieved = [self.unigram.distribution(ids)], [np.inf], []
         for r, level in self.levels.items():
-            sims, hit = level.search(self._last_query(ids, r),
+            sims, hit = level.search(self.last_context_query(ids, r),
                                      self.k_ if rw is None else rw.search_k_)
             dist, mass = level.distribution(sims[0, :self.k_], hit[0, :self.k_], self.tau_, V)
             if rw is None:

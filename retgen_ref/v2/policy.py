@@ -96,7 +96,7 @@ class _Data:
         hits = model.search_stream(stream, model.config.k_max)
         P, M = model.components(stream, hits)
         self.mix, self.floor = model.mixture_.weights(M), P[0]
-        self.X = model._queries(stream, r_max).astype(np.float64)
+        self.X = model.context_queries(stream, r_max).astype(np.float64)
         self.levels = [_Level(model, r, *hits[r], stream, ks, base[i])
                        for i, r in enumerate(model.levels)]
 
@@ -131,7 +131,7 @@ class RetrievalPolicy(Reweighting):
 
         policy = RetrievalPolicy().fit(model)              # or fit(model, reranker)
         policy.perplexity(model, "test")
-        k, u, lam = policy.act(model._queries(stream, max(model.levels)))
+        k, u, lam = policy.act(model.context_queries(stream, max(model.levels)))
     """
 
     def __init__(self, method: str = "direct", hidden: int = 64, epochs: int = 30,
