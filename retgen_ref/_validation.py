@@ -105,3 +105,14 @@ def as_array(x, name: str, *, ndim: int, dtype=np.float32, d: int | None = None,
         why = f"a value too large for {np.dtype(dtype).name}" if src_finite else "NaN or infinity"
         raise ValueError(f"{name} contains {why} (first at index [{where}]); clean the data first")
     return out
+
+
+def repeated_id(ids: np.ndarray) -> tuple[int, int] | None:
+    """``(row, id)`` of the first non-negative id that a row of ``ids`` holds twice, or None
+    (``-1`` padding may repeat)."""
+    ordered = np.sort(ids, axis=1)
+    twice = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    if not twice.any():
+        return None
+    row, j = np.argwhere(twice)[0]
+    return int(row), int(ordered[row, j + 1])

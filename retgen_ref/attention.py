@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._validation import as_array, check_int, check_positive_float
+from ._validation import as_array, check_int, check_positive_float, repeated_id
 from .index import FlatIndex
 
 __all__ = [
@@ -100,11 +100,9 @@ def _check_ids(ids, nq: int, n: int, k: int | None = None) -> np.ndarray:
     if empty.any():
         raise ValueError(f"query {np.argmax(empty)} has no ids (all -1); "
                          "at least one key per query is needed")
-    s = np.sort(ids, axis=1)
-    repeated = (s[:, 1:] == s[:, :-1]) & (s[:, 1:] >= 0)
-    if repeated.any():
-        q, j = np.argwhere(repeated)[0]
-        raise ValueError(f"ids row {q} selects key {s[q, j + 1]} more than once; "
+    repeated = repeated_id(ids)
+    if repeated:
+        raise ValueError(f"ids row {repeated[0]} selects key {repeated[1]} more than once; "
                          "each key may be selected at most once")
     return ids
 

@@ -7,9 +7,9 @@ import pytest
 
 from retgen_ref.rag import mrr, ndcg_at_k, recall_at_k
 
-RANKED = np.array([[3, 1, 4, 1, 5],
+RANKED = np.array([[3, 1, 4, 2, 5],
                    [9, 2, 6, -1, -1],
-                   [5, 3, 5, 8, 9]])
+                   [5, 3, 6, 8, 9]])
 
 
 def test_recall_at_k_by_hand():
@@ -28,7 +28,7 @@ def test_mrr_by_hand():
 
 def test_ndcg_by_hand():
     relevant = [{4: 2, 5: 1, 0: 3}]
-    # ranked 3, 1, 4, 1, 5: gains 0, 0, 2^2 − 1 = 3 at rank 3, 0, 1 at rank 5
+    # ranked 3, 1, 4, 2, 5: gains 0, 0, 2^2 − 1 = 3 at rank 3, 0, 1 at rank 5
     dcg = 3 / math.log2(4) + 1 / math.log2(6)
     # ideal over every judged id: 3, 2, 1 -> 7, 3, 1 at ranks 1, 2, 3
     idcg = 7 / math.log2(2) + 3 / math.log2(3) + 1 / math.log2(4)
@@ -57,3 +57,11 @@ def test_the_ideal_ranking_scores_one_and_metrics_stay_in_unit_interval():
 def test_bad_input_is_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("metric", [lambda r, j: recall_at_k(r, j, 3), mrr,
+                                    lambda r, j: ndcg_at_k(r, j, 3)])
+def test_a_ranking_that_lists_an_id_twice_is_refused(metric):
+    # counted twice, id 4 would give NDCG@3 = 2.13 > 1
+    with pytest.raises(ValueError, match="twice"):
+        metric(np.array([[4, 4, 4]]), [{4: 1}])

@@ -65,10 +65,58 @@ def test_scoring_path_equals_the_full_generator_distribution(toy):
     x = model.vocab.encode(["c", "a", "a"])
     (passage,), (eta,) = one.retrieve(x)
     assert eta == 1.0
-    full = one.generator_distribution(x, passage)
+    (full,) = one.generator_distributions(x, [passage])
     scored = [np.exp(one.log_marginals(x, np.array([v]))[0]) for v in range(len(model.vocab))]
     np.testing.assert_allclose(scored, full, rtol=1e-9)
     assert full.sum() == pytest.approx(1, abs=1e-12) and full.min() > 0
+
+
+def test_rag_token_decoding_distribution_is_the_one_token_marginal(toy):
+    _, model, rag = toy
+    x = model.vocab.encode(["b", "b", "a"])
+    passage_ids, eta = rag.retrieve(x)
+    assert len(passage_ids) == 3
+    dist = rag_generation_distribution(rag, x)
+    marginal = [np.exp(rag.log_marginals(x, np.array([v]))[1]) for v in range(len(model.vocab))]
+    np.testing.assert_allclose(dist, marginal, rtol=1e-9)
+    np.testing.assert_allclose(
+        dist, eta @ np.array([rag.generator_distributions(x, [z])[0] for z in passage_ids]),
+        rtol=1e-12)
+
+
+def rag_generation_distribution(rag, x):
+    from retgen_ref.rag.retgen_rag import _PassageConditioned
+    return _PassageConditioned(rag, *rag.retrieve(x)).predict(x).distribution
+
+
+def test_marginals_still_sum_to_one_when_fewer_passages_than_k_exist(toy):
+    _, model, rag = toy
+    few = rag.passages[:2]
+    padded = RetgenRAG(model, BM25Retriever().fit(few, len(model.vocab)), few, k=4,
+                       query_window=8, chunk=4)
+    padded.mixture_, padded.tau_eta_ = rag.mixture_, 0.5
+    assert len(padded.retrieve("a b")[0]) == 2   # two real passages, two padding slots
+    x = model.vocab.encode(["a", "c"])
+    seq, tok = np.exp([padded.log_marginals(x, np.array(y))
+                       for y in itertools.product(range(len(model.vocab)), repeat=2)]).T
+    assert seq.sum() == pytest.approx(1, abs=1e-9) and tok.sum() == pytest.approx(1, abs=1e-9)
+
+
+def test_every_chunk_of_a_split_is_scored_as_its_own_query_and_output(toy):
+    _, model, rag = toy
+    stream = model.splits["test"]
+    chunks = rag.chunk_log_probs(stream)
+    # The model reads at most 2 tokens back, so the 8-token query window before a chunk is
+    # all the context its tokens need: each chunk scores as (window, chunk) on its own.
+    starts = range(rag.query_window, len(stream), rag.chunk)
+    assert len(chunks["tokens"]) == len(starts)
+    for c, start in enumerate(starts):
+        stop = min(start + rag.chunk, len(stream))
+        log_seq, log_tok = rag.log_marginals(stream[max(0, start - rag.query_window):start],
+                                             stream[start:stop])
+        assert chunks["tokens"][c] == stop - start
+        assert chunks["rag_sequence"][c] == pytest.approx(log_seq, rel=1e-9)
+        assert chunks["rag_token"][c] == pytest.approx(log_tok, rel=1e-9)
 
 
 def test_passage_resolution_zero_is_the_passage_word_frequencies(toy):
@@ -81,12 +129,29 @@ def test_passage_resolution_zero_is_the_passage_word_frequencies(toy):
     assert M[0] == pytest.approx(4)
 
 
-def test_generator_backs_off_to_the_model(toy):
-    _, model, rag = toy
-    x = model.vocab.encode(["a", "b"])
-    for passage in range(3):
-        dist = rag.generator_distribution(x, passage)
-        assert dist.min() > 0 and dist.sum() == pytest.approx(1, abs=1e-12)
+@pytest.fixture(scope="module")
+def small(corpus_dir):
+    """A model of the two-document corpus (vocabulary of about 1,300) with a BM25 RAG."""
+    corpus = load_corpus(corpus_dir)
+    model = RetgenLM(index="flat", resolutions=(1, 2)).fit(corpus)
+    passages = corpus.paragraphs("train")
+    rag = RetgenRAG(model, BM25Retriever().fit(passages, len(corpus.vocab)), passages,
+                    k=3).fit()
+    return model, rag
+
+
+def test_generator_backs_off_to_the_model_outside_the_passage(small):
+    model, rag = small
+    x = model.encode_context("she could not")
+    plain = model.next_token_distribution(x)
+    for passage_id in range(3):
+        (dist,) = rag.generator_distributions(x, [passage_id])
+        assert dist.sum() == pytest.approx(1, abs=1e-12) and dist.min() > 0
+        seen = np.append(rag.passages[passage_id], 1)   # its tokens and <eos>
+        outside = np.setdiff1d(np.arange(len(model.vocab)), seen)
+        ratio = dist[outside] / plain[outside]   # the floor's weight w_0, the same for all
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
+        assert 0 < ratio[0] < 1
 
 
 def test_evaluate_scores_the_same_tokens_for_all_three(toy):
@@ -98,12 +163,6 @@ def test_evaluate_scores_the_same_tokens_for_all_three(toy):
     plain = np.exp(-model.log_prob(stream)[rag.query_window:].mean())
     assert out["plain_ppl"] == pytest.approx(plain, rel=1e-12)
     assert np.isfinite(out["rag_token_ppl"]) and np.isfinite(out["rag_sequence_ppl"])
-
-
-def test_fit_keeps_the_best_tau_on_valid(toy):
-    _, _, rag = toy
-    report = rag.fit_report_["tau_eta_ppl"]
-    assert rag.tau_eta_ == min(report, key=report.get)
 
 
 def test_retriever_distribution_is_the_top_k_softmax():
@@ -154,6 +213,19 @@ def test_rag_input_errors(toy):
         RetgenRAG(model, rag.retriever, rag.passages).retrieve("a b")
     with pytest.raises(ValueError, match="query_window"):
         rag.evaluate(np.array([2, 3, 4], np.int32))
+    with pytest.raises(ValueError, match="passage id must be >= 0"):
+        rag.generator_distributions("a b", [-1])
+    with pytest.raises(ValueError, match="x and y each need"):
+        rag.log_marginals([], "a")
+    with pytest.raises(ValueError, match="tau_grid"):
+        copy.copy(rag).fit(tau_grid=())
+    with pytest.raises(ValueError, match=r"passage 1: token ids must be in \[0, 5\)"):
+        RetgenRAG(model, BM25Retriever().fit([[2], [9]], 10), [[2], [9]])
+    P, M = np.full((2, 4), 0.5), np.ones((2, 4))
+    with pytest.raises(ValueError, match="sum to 1 over each token"):
+        ConfidenceMixture().fit(P, M, prior=np.full(4, 0.5), groups=np.array([0, 0, 2, 2]))
+    with pytest.raises(ValueError, match="both prior and groups"):
+        ConfidenceMixture().fit(P, M, prior=np.ones(4))
 
 
 def test_rag_token_generation_is_reproducible(toy):
@@ -173,6 +245,9 @@ def test_dense_embedding_is_the_idf_weighted_mean_of_word_vectors():
     u = idf[0] * wv[2] + 2 * idf[1] * wv[3]
     np.testing.assert_allclose(dense.embed([docs[0]])[0], u / np.linalg.norm(u), rtol=1e-5)
     assert np.all(dense.embed([np.array([0, 1])]) == 0)  # <unk>, <eos> weigh nothing
+    # a word in no document (id 1 is <eos>; use a fresh collection without term 5)
+    unseen = DenseRetriever(wv).fit(docs[:2])
+    np.testing.assert_allclose(unseen.term_weights_[5], np.log(2))  # log N, the largest idf
     scores, ids = dense.search(docs, 2)
     assert ids[:, 0].tolist() == [0, 1, 2]
     np.testing.assert_allclose(scores[:, 0], 1, rtol=1e-5)
@@ -203,11 +278,17 @@ def test_first_sentence_skips_title_abbreviations(corpus_dir):
 def test_known_item_task_pairs_each_first_sentence_with_the_rest(corpus_dir):
     corpus = load_corpus(corpus_dir)
     task = known_item_task(corpus, "test")
-    test_paragraphs = {tuple(p) for p in corpus.paragraphs("test")}
-    for query, item in zip(task.queries, task.relevant):
-        assert tuple(np.concatenate([query, task.collection[item]])) in test_paragraphs
-    # Asked for the rest itself, TF-IDF scores the relevant id best (cosine 1; identical
-    # rests such as '" said she.' tie with it).
+    test_paragraphs = [p for p in corpus.paragraphs("test")
+                       if first_sentence_end(p, corpus.vocab) < len(p)]
+    assert len(task.queries) == len(test_paragraphs)
+    for query, item, paragraph in zip(task.queries, task.relevant, test_paragraphs):
+        np.testing.assert_array_equal(np.concatenate([query, task.collection[item]]), paragraph)
+    # The collection: the distinct rests of the paragraphs of all three splits.
+    rests = {tuple(p[first_sentence_end(p, corpus.vocab):])
+             for split in ("train", "valid", "test") for p in corpus.paragraphs(split)} - {()}
+    assert {tuple(item) for item in task.collection} == rests
+    assert len(task.collection) == len(rests)
+    # Asked for the rest itself, TF-IDF scores the relevant id best (cosine 1).
     scores = TfidfRetriever().fit(task.collection, len(corpus.vocab)).scores(
         [task.collection[i] for i in task.relevant])
     own = scores[np.arange(len(scores)), task.relevant]
@@ -231,3 +312,6 @@ def test_rag_cli_shows_passages_with_p_eta_and_a_continuation(corpus_dir, tmp_pa
     assert "p_η=" in text and "anne walked >>" in text
     assert main(["rag", "--model", str(tmp_path / "m"), "--query", "anne", "--k", "0"]) == 2
     assert "k must be >= 1" in capsys.readouterr().err
+    assert main(["rag", "--model", str(tmp_path / "m"), "--query", "anne",
+                 "--fit-tokens", "10"]) == 2
+    assert "--fit-tokens must be more than" in capsys.readouterr().err

@@ -128,12 +128,11 @@ class ConfidenceMixture:
         several latent choices for token ``groups[j]``, chosen with probability
         ``prior[j]``, and EM maximises ``Σ_t log Σ_{j: groups[j]=t} prior[j] Σ_r w_r(j)
         P[r, j]``: the RAG-Token likelihood with the passage as the latent choice
-        (:mod:`retgen_ref.rag.generator`); ``ρ`` then also carries the passage posterior.
+        (:mod:`retgen_ref.rag.retgen_rag`); ``ρ`` then also carries the passage posterior.
+        ``groups`` must name every token ``0 … T−1``, and each token's priors sum to 1.
         """
         B = self._buckets(M)
-        prior = np.ones(P.shape[1]) if prior is None else np.asarray(prior, float)
-        groups = np.arange(P.shape[1]) if groups is None else np.asarray(groups)
-        n_tokens = int(groups.max()) + 1 if len(groups) else 0
+        prior, groups, n_tokens = _latent_choices(P.shape[1], prior, groups)
         lam = np.full((len(P), self.n_buckets), 0.5)
         lam[0] = 1.0
         previous = np.inf
@@ -161,6 +160,26 @@ class ConfidenceMixture:
     def params(self) -> dict:
         return {"method": self.method, "n_buckets": self.n_buckets,
                 "lambdas": self.lambdas_.tolist()}
+
+
+def _latent_choices(n: int, prior, groups):
+    """``(prior, groups, T)`` for :meth:`ConfidenceMixture.fit`, checked (one choice per
+    column when both are None)."""
+    if (prior is None) != (groups is None):
+        raise ValueError("give both prior and groups, or neither")
+    if prior is None:
+        return np.ones(n), np.arange(n), n
+    prior, groups = np.asarray(prior, np.float64), np.asarray(groups)
+    if prior.shape != (n,) or groups.shape != (n,):
+        raise ValueError(f"prior and groups need one entry per column of P ({n})")
+    if not np.issubdtype(groups.dtype, np.integer) or (n and groups.min() < 0):
+        raise ValueError("groups must be non-negative integer token numbers")
+    n_tokens = int(groups.max()) + 1 if n else 0
+    totals = np.bincount(groups, prior, n_tokens)
+    if not (np.all(prior >= 0) and np.allclose(totals, 1.0)):
+        raise ValueError("prior must be >= 0 and sum to 1 over each token's columns; every "
+                         "token 0 … T−1 needs at least one column")
+    return prior, groups, n_tokens
 
 
 def mixture_from_params(params: dict):

@@ -247,7 +247,8 @@ class RetgenLM:
         return P, M
 
     # -- scoring ------------------------------------------------------------------------
-    def _stream(self, split) -> np.ndarray:
+    def token_stream(self, split) -> np.ndarray:
+        """The int32 ids of a split name, or ``split`` itself checked as ids of the vocabulary."""
         if isinstance(split, str):
             if split not in SPLITS:
                 raise ValueError(f"split={split!r}; choose one of {SPLITS} or pass token ids")
@@ -266,7 +267,7 @@ class RetgenLM:
         ``interpolate=True`` scores ``(1 − α) P_RETGEN + α P_KN5`` with ``α`` fitted on
         valid (kNN-LM style).
         """
-        stream = self._stream(split)
+        stream = self.token_stream(split)
         P, M = self.scored_components(stream)
         return np.log(self._target_prob(P, M, stream, interpolate))
 
@@ -319,7 +320,7 @@ class RetgenLM:
         context = list(context)
         if context and isinstance(context[0], str):
             return self.vocab.encode(context)
-        return self._stream(np.asarray(context, np.int64).reshape(-1))
+        return self.token_stream(np.asarray(context, np.int64).reshape(-1))
 
     def last_context_query(self, ids: np.ndarray, r: int) -> np.ndarray:
         """Embedding of the context at the end of ``ids`` (only its tail is read)."""

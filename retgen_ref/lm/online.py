@@ -51,7 +51,7 @@ def add_streams(model, streams: list, timestamp: float | None = None) -> dict:
     if not np.isfinite(now) or now < model.clock_:
         raise ValueError(f"timestamp {timestamp} is before the model's clock {model.clock_}; "
                          "add text in time order")
-    streams = [model._stream(np.asarray(s)) for s in streams if len(s)]
+    streams = [model.token_stream(np.asarray(s)) for s in streams if len(s)]
     start = time.perf_counter()
     scale = float(np.exp(-model.config.decay_rate * (now - model.clock_)))
     added = {}

@@ -9,8 +9,11 @@ vectors, scaled to unit length,
     v(d) = u / ‖u‖,      u = Σ_{t ∈ d} a_t v(t),
 
 with ``a_t = 1`` (``weighting="mean"``) or ``a_t = idf(t) = log(N / n_t)`` over the
-collection (``weighting="idf"``, the default: frequent words say little about a passage).
-``<unk>`` and ``<eos>`` get weight 0. The passage vectors go into one of the project's
+collection (``weighting="idf"``, the default, chosen on valid in ``bench_rag.py``: frequent
+words say little about a passage). A query word that no passage contains still has a word
+vector, so it gets the largest idf, ``log N``, rather than none: matching across words the
+passages do not share is what a dense retriever is for. ``<unk>`` and ``<eos>`` get
+weight 0. The passage vectors go into one of the project's
 inner-product indexes (``flat`` exact, ``hnsw``, ``ivf``, ``ivfpq``;
 :func:`retgen_ref.lm.pattern_index.build_index`), so the score is the cosine of the two
 embeddings.
@@ -23,7 +26,7 @@ import numpy as np
 from .._validation import check_int
 from ..lm.pattern_index import INDEX_KINDS, build_index
 from ..lm.tokenize import EOS, UNK
-from .sparse import term_matrix
+from .sparse import document_idf, term_matrix
 
 WEIGHTINGS = ("idf", "mean")
 
@@ -62,9 +65,8 @@ class DenseRetriever:
         counts = term_matrix(docs, vocab_size)
         self.n_docs_ = counts.shape[0]
         doc_freq = np.bincount(counts.indices, minlength=vocab_size)
-        with np.errstate(divide="ignore"):
-            idf = np.where(doc_freq > 0, np.log(self.n_docs_ / np.maximum(doc_freq, 1)), 0.0)
-        self.term_weights_ = idf if self.weighting == "idf" else np.ones(vocab_size)
+        self.term_weights_ = document_idf(doc_freq, self.n_docs_) \
+            if self.weighting == "idf" else np.ones(vocab_size)
         self.term_weights_[[UNK, EOS]] = 0.0
         self.index_ = build_index(self.index_kind, self._embed_counts(counts), self.seed,
                                   **self.index_params)

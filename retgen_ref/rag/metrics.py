@@ -1,9 +1,10 @@
 """Retrieval metrics of ``rag_math_foundations.md`` ("Evaluation Metrics"): recall@k, MRR
 and NDCG@k over ranked result lists.
 
-``ranked`` is ``(n_queries, m)`` integer ids, best first (``-1`` pads a short list, as the
-indexes return it). ``relevant`` gives, per query, the relevant ids with their graded
-relevance: a dict ``{id: rel}``, a set or list of ids (relevance 1 each), or one id.
+``ranked`` is ``(n_queries, m)`` integer ids, best first, each at most once per row
+(``-1`` pads a short list, as the indexes return it). ``relevant`` gives, per query, the
+relevant ids with their graded relevance: a dict ``{id: rel}``, a set or list of ids
+(relevance 1 each), or one id.
 
     recall@k = |top-k ∩ R| / |R|                      (0 when R is empty)
     MRR      = mean_q 1 / rank_q                       (0 when no relevant id is ranked)
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_int, repeated_id
 
 
 def _judgements(relevant, n_queries: int) -> list[dict]:
@@ -39,6 +40,10 @@ def _ranked(ranked) -> np.ndarray:
     ranked = np.asarray(ranked)
     if ranked.ndim != 2 or not np.issubdtype(ranked.dtype, np.integer):
         raise ValueError("ranked must be a 2-D integer array (n_queries, m), best first")
+    repeated = repeated_id(ranked)
+    if repeated:
+        raise ValueError(f"ranked list {repeated[0]} holds id {repeated[1]} twice; a ranking "
+                         "lists each result once")
     return ranked
 
 

@@ -6,9 +6,10 @@ passages with scores ``s_z``; ``p_η`` is their softmax at temperature ``τ_η``
 
     p_η(z | x) = exp(s_z / τ_η) / Σ_{z' ∈ top-k} exp(s_{z'} / τ_η),
 
-renormalised over the top-k as the note's code computes it: ``retgen-ref verify``
-(``rag_math_notes_part5/rag-sequence-token``) shows that the marginals below sum to 1
-only then. ``τ_η = ∞`` is the uniform ``p_η``.
+normalised over the retrieved passages as the note's code computes it, so that the
+marginals below sum to 1 (with §2's softmax over the whole corpus they sum to ``1 − ε``
+and ``(1 − ε)^N``: ``retgen-ref verify``, ``rag_math_notes_part5/rag-sequence-token``).
+``τ_η = ∞`` is the uniform ``p_η``.
 
 **Generator.** ``p_θ(y_i | x, z, y_<i)`` is RETGEN's distribution with retrieval restricted
 to passage ``z`` (:mod:`.passage_store`: ``P_{r,z}`` for each resolution ``r`` of
@@ -19,8 +20,9 @@ model ``P(y | x)``, by the model's confidence mixture
     p_θ = λ_R(b_R) P_{R,z} + (1 − λ_R(b_R)) (… λ_0(b_0) P_{0,z} + (1 − λ_0(b_0)) P(y | x)),
 
 ``b_r = round(log2(1 + M_{r,z}))`` the bucket of the soft count of the retrieval in ``z``:
-the passage is trusted as far as the current context is found in it. ``p_θ > 0`` wherever
-``P`` is, and ``p_θ(· | x, z, y_<i)`` sums to 1 over the vocabulary.
+at ``r ≥ 1`` it grows with how closely the current context occurs in ``z``, at ``r = 0`` it
+is the passage's length. ``p_θ > 0`` wherever ``P`` is, and ``p_θ(· | x, z, y_<i)`` sums to
+1 over the vocabulary.
 
 **Marginals** (§1):
 
@@ -81,7 +83,7 @@ class ChunkScores:
     base : (n,) the whole model's ``P(y_t | x_<t)``.
     passage_P, passage_M : (R_z, n, k) ``P_{r,z}(y_t | x_<t)`` and soft counts per passage.
     chunk_of : (n,) the chunk of each scored token.
-    scores, passages : (n_chunks, k) retrieval scores and passage ids per chunk.
+    scores : (n_chunks, k) retrieval scores per chunk (``−inf`` for a missing passage).
     """
 
     base: np.ndarray
@@ -89,7 +91,6 @@ class ChunkScores:
     passage_M: np.ndarray
     chunk_of: np.ndarray
     scores: np.ndarray
-    passages: np.ndarray
 
     def components(self) -> tuple[np.ndarray, np.ndarray]:
         """``(P, M)`` of the generator's mixture, ``(1 + R_z, n·k)``: row 0 the whole model."""
@@ -134,8 +135,13 @@ class RetgenRAG:
             raise ValueError(f"the retriever indexes {getattr(retriever, 'n_docs_', 0)} "
                              f"documents but {len(self.passages)} passages were given; fit "
                              "it on the same passages")
-        if any(len(p) == 0 for p in self.passages):
-            raise ValueError("every passage needs at least one token")
+        for i, passage in enumerate(self.passages):
+            if not len(passage):
+                raise ValueError(f"passage {i} is empty; every passage needs a token")
+            try:
+                model.token_stream(np.asarray(passage))
+            except ValueError as err:
+                raise ValueError(f"passage {i}: {err}") from None
         self.k = check_int(k, "k")
         self.query_window = check_int(query_window, "query_window")
         self.chunk = check_int(chunk, "chunk")
@@ -157,8 +163,10 @@ class RetgenRAG:
         keep = ids[0] >= 0
         return ids[0][keep], retriever_distribution(scores, self.tau_eta_)[0][keep]
 
-    def store(self, passage_id: int) -> PassageStore:
+    def passage_store(self, passage_id: int) -> PassageStore:
         """The pattern stores of one passage (the last few hundred are kept)."""
+        passage_id = check_int(passage_id, "passage id", minimum=0,
+                               maximum=len(self.passages) - 1)
         store = self._stores.pop(passage_id, None)
         if store is None:
             store = PassageStore(self.model, self.passages[passage_id],
@@ -168,18 +176,21 @@ class RetgenRAG:
             self._stores.popitem(last=False)
         return store
 
-    def generator_distribution(self, context, passage_id: int, base=None) -> np.ndarray:
-        """``p_θ(· | context, z)`` over the whole vocabulary for passage ``z``.
+    def generator_distributions(self, context, passage_ids, base=None) -> np.ndarray:
+        """``p_θ(· | context, z)`` over the whole vocabulary, one row per passage ``z``.
 
         ``base`` is the whole model's ``P(· | context)`` when the caller has it already.
         """
         self._check_fitted()
         ids = self.model.encode_context(context)
         queries = {r: last_context_query(self.model, ids, r) for r in self.passage_resolutions}
-        P, M = self.store(passage_id).distributions(queries)
-        w = self.mixture_.weights(np.concatenate([[np.inf], M])[:, None])[:, 0]
         base = self.model.next_token_distribution(ids) if base is None else base
-        return w[0] * base + w[1:] @ P
+        rows = []
+        for passage_id in passage_ids:
+            P, M = self.passage_store(passage_id).distributions(queries)
+            w = self.mixture_.weights(np.concatenate([[np.inf], M])[:, None])[:, 0]
+            rows.append(w[0] * base + w[1:] @ P)
+        return np.array(rows).reshape(len(rows), len(base))
 
     # -- scoring ------------------------------------------------------------------------
     def score_chunks(self, stream: np.ndarray, starts, stops) -> ChunkScores:
@@ -200,10 +211,11 @@ class RetgenRAG:
             part = {r: q[start:stop] for r, q in queries.items()}
             for j, passage_id in enumerate(passages[c]):
                 if passage_id >= 0:
-                    P[:, span, j], M[:, span, j] = self.store(int(passage_id)).target_components(
+                    store = self.passage_store(passage_id)
+                    P[:, span, j], M[:, span, j] = store.target_components(
                         part, stream[start:stop])
             at = span.stop
-        return ChunkScores(base[positions], P, M, chunk_of, scores, passages)
+        return ChunkScores(base[positions], P, M, chunk_of, scores)
 
     def _generator(self, scored: ChunkScores, mixture) -> np.ndarray:
         """``p_θ(y_t | x, z_j, y_<t)`` for every scored token and passage, ``(n, k)``."""
@@ -211,7 +223,7 @@ class RetgenRAG:
         return (mixture.weights(M) * P).sum(axis=0).reshape(len(scored.base), -1)
 
     def _marginals(self, scored: ChunkScores, mixture, tau: float):
-        """``(log p_tok per token (n,), log p_seq per chunk (n_chunks,))``."""
+        """``(log p_seq per chunk (n_chunks,), log p_tok per token (n,))``."""
         eta = retriever_distribution(scored.scores, tau)
         gen = self._generator(scored, mixture)
         log_tok = np.log((eta[scored.chunk_of] * gen).sum(axis=1))
@@ -219,7 +231,7 @@ class RetgenRAG:
             joint = np.log(eta) + np.add.reduceat(np.log(gen), _chunk_starts(scored), axis=0)
         top = joint.max(axis=1, keepdims=True)
         log_seq = top[:, 0] + np.log(np.exp(joint - top).sum(axis=1))
-        return log_tok, log_seq
+        return log_seq, log_tok
 
     def _fit_mixture(self, scored: ChunkScores, tau: float, tolerance: float):
         P, M = scored.components()
@@ -235,33 +247,53 @@ class RetgenRAG:
         return starts, np.minimum(starts + self.chunk, len(stream))
 
     def _split(self, split, max_tokens):
-        stream = self.model._stream(split)
+        stream = self.model.token_stream(split)
         return stream if max_tokens is None else stream[:check_int(max_tokens, "max_tokens")]
 
     def fit(self, split="valid", max_tokens: int | None = None, tau_grid=TAU_GRID):
-        """Fit ``τ_η`` and the generator's mixture on ``split`` (its first ``max_tokens``)."""
+        """Fit ``τ_η`` and the generator's mixture on ``split`` (its first ``max_tokens``).
+
+        ``fit_report_`` holds the RAG-Token perplexity of every ``τ_η`` of the grid (each
+        with its own EM fit, to a looser tolerance) and of the kept one after its final fit.
+        """
+        taus = [float(t) for t in tau_grid]
+        if not taus or not all(t > 0 for t in taus):
+            raise ValueError("tau_grid needs at least one temperature, each > 0")
         stream = self._split(split, max_tokens)
         scored = self.score_chunks(stream, *self._chunks(stream))
-        report = {}
-        for tau in tau_grid:
-            mixture = self._fit_mixture(scored, tau, _GRID_TOLERANCE)
-            report[float(tau)] = float(np.exp(-self._marginals(scored, mixture, tau)[0].mean()))
+
+        def token_ppl(mixture, tau):
+            return float(np.exp(-self._marginals(scored, mixture, tau)[1].mean()))
+
+        report = {tau: token_ppl(self._fit_mixture(scored, tau, _GRID_TOLERANCE), tau)
+                  for tau in taus}
         self.tau_eta_ = min(report, key=report.get)
         self.mixture_ = self._fit_mixture(scored, self.tau_eta_, tolerance=1e-10)
-        self.fit_report_ = {"tau_eta_ppl": report, "tokens": int(len(scored.base))}
+        self.fit_report_ = {"tau_eta_ppl": report, "tokens": int(len(scored.base)),
+                            "rag_token_ppl": token_ppl(self.mixture_, self.tau_eta_)}
         return self
 
-    def evaluate(self, split="test", max_tokens: int | None = None) -> dict:
-        """Perplexities of the plain model, RAG-Token and RAG-Sequence on the same tokens."""
+    def chunk_log_probs(self, split="test", max_tokens: int | None = None) -> dict:
+        """Per chunk of ``split``: its tokens, the log-probability of the chunk under the
+        plain model, RAG-Token and RAG-Sequence (arrays of length ``n_chunks``), and the
+        retrieval scores of its passages (``scores``, ``(n_chunks, k)``)."""
         self._check_fitted()
         stream = self._split(split, max_tokens)
         scored = self.score_chunks(stream, *self._chunks(stream))
-        log_tok, log_seq = self._marginals(scored, self.mixture_, self.tau_eta_)
-        n = len(scored.base)
-        return {"plain_ppl": float(np.exp(-np.log(scored.base).mean())),
-                "rag_token_ppl": float(np.exp(-log_tok.sum() / n)),
-                "rag_sequence_ppl": float(np.exp(-log_seq.sum() / n)),
-                "tokens": int(n), "chunks": int(len(scored.scores))}
+        log_seq, log_tok = self._marginals(scored, self.mixture_, self.tau_eta_)
+        starts = _chunk_starts(scored)
+        return {"tokens": np.bincount(scored.chunk_of),
+                "plain": np.add.reduceat(np.log(scored.base), starts),
+                "rag_token": np.add.reduceat(log_tok, starts), "rag_sequence": log_seq,
+                "scores": scored.scores}
+
+    def evaluate(self, split="test", max_tokens: int | None = None) -> dict:
+        """Perplexities of the plain model, RAG-Token and RAG-Sequence on the same tokens."""
+        chunks = self.chunk_log_probs(split, max_tokens)
+        n = int(chunks["tokens"].sum())
+        return {**{f"{name}_ppl": float(np.exp(-chunks[name].sum() / n))
+                   for name in ("plain", "rag_token", "rag_sequence")},
+                "tokens": n, "chunks": int(len(chunks["tokens"]))}
 
     def log_marginals(self, x, y) -> tuple[float, float]:
         """``(log p_seq(y | x), log p_tok(y | x))`` for a query ``x`` and output ``y``.
@@ -271,11 +303,11 @@ class RetgenRAG:
         """
         self._check_fitted()
         x, y = self.model.encode_context(x), self.model.encode_context(y)
-        if not len(y):
-            raise ValueError("y needs at least one token")
+        if not len(x) or not len(y):
+            raise ValueError("x and y each need at least one token")
         stream = np.concatenate([x, y]).astype(np.int32)
         scored = self.score_chunks(stream, [len(x)], [len(stream)])
-        log_tok, log_seq = self._marginals(scored, self.mixture_, self.tau_eta_)
+        log_seq, log_tok = self._marginals(scored, self.mixture_, self.tau_eta_)
         return float(log_seq[0]), float(log_tok.sum())
 
     # -- generation ---------------------------------------------------------------------
@@ -298,7 +330,11 @@ def _chunk_starts(scored: ChunkScores) -> np.ndarray:
 
 class _PassageConditioned:
     """The RAG-Token next-token distribution for fixed passages, shaped like a model for
-    :class:`~retgen_ref.lm.generate.Decoder` (``vocab``, ``encode_context``, ``predict``)."""
+    :class:`~retgen_ref.lm.generate.Decoder` (``vocab``, ``encode_context``, ``predict``).
+
+    ``predict`` returns the plain model's retrieval with the RAG distribution (the adaptive
+    temperature reads its similarities), so it is no trace of the passages' part.
+    """
 
     def __init__(self, rag: RetgenRAG, passage_ids, eta):
         self.rag, self.passage_ids, self.eta = rag, passage_ids, eta
@@ -308,6 +344,6 @@ class _PassageConditioned:
         if interpolate:
             raise ValueError("RAG generation does not interpolate with KN-5")
         plain = self.rag.model.predict(context)
-        dist = sum(w * self.rag.generator_distribution(context, z, plain.distribution)
-                   for z, w in zip(self.passage_ids, self.eta))
+        dist = self.eta @ self.rag.generator_distributions(context, self.passage_ids,
+                                                           plain.distribution)
         return Prediction(dist, plain.retrieved)

@@ -22,6 +22,8 @@ from scipy import sparse
 
 from .._validation import check_int
 
+_SEARCH_BLOCK = 256  # queries scored at once by search
+
 
 def term_matrix(docs, vocab_size: int) -> sparse.csr_matrix:
     """Counts ``f_{t,d}`` as a CSR matrix ``(len(docs), vocab_size)`` of token-id lists."""
@@ -36,6 +38,11 @@ def term_matrix(docs, vocab_size: int) -> sparse.csr_matrix:
                                shape=(len(docs), vocab_size))
     counts.sum_duplicates()
     return counts
+
+
+def document_idf(doc_freq: np.ndarray, n_docs: int) -> np.ndarray:
+    """``idf(t) = log(N / n_t)`` per term, a term in no document counted as in one."""
+    return np.log(n_docs / np.maximum(doc_freq, 1))
 
 
 def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,17 +78,24 @@ class _SparseRetriever:
         return np.asarray((q @ self.weights_.T).todense())
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, ids)`` of the ``k`` best documents per query, best first."""
-        return _top_k(self.scores(queries), check_int(k, "k"))
+        """``(scores, ids)`` of the ``k`` best documents per query, best first.
+
+        Queries are scored in blocks, so the dense score matrix never exceeds
+        ``_SEARCH_BLOCK × n_docs``.
+        """
+        k = check_int(k, "k")
+        blocks = [_top_k(self.scores(queries[i:i + _SEARCH_BLOCK]), k)
+                  for i in range(0, len(queries), _SEARCH_BLOCK)]
+        if not blocks:
+            return np.empty((0, k)), np.empty((0, k), np.int64)
+        return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
 
 
 class TfidfRetriever(_SparseRetriever):
     """Cosine of TF-IDF vectors (``tf = f / |d|``, ``idf = log(N / n_t)``)."""
 
     def _idf(self) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.where(self.doc_freq_ > 0,
-                            np.log(self.n_docs_ / np.maximum(self.doc_freq_, 1)), 0.0)
+        return np.where(self.doc_freq_ > 0, document_idf(self.doc_freq_, self.n_docs_), 0.0)
 
     def _tfidf(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
         lengths = np.maximum(np.asarray(counts.sum(axis=1)).ravel(), 1)

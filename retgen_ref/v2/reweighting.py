@@ -21,7 +21,7 @@ class Reweighting:
     def log_prob(self, model, split) -> np.ndarray:
         """Natural-log probability of every token of a split (or id stream), re-weighted."""
         self._check_model(model)
-        stream = model._stream(split)
+        stream = model.token_stream(split)
         P, M = model.scored_components(stream, self)
         return np.log(model._target_prob(P, M, stream, False))
 
