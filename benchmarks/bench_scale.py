@@ -133,6 +133,21 @@ def chunks(path: str):
         yield read_rows(path, start, min(n, start + CHUNK))
 
 
+def add_all(index, path: str) -> float:
+    """Add every vector of the ``.npy`` at ``path`` to ``index``, chunk by chunk; seconds."""
+    start = time.perf_counter()
+    for x in chunks(path):
+        index.add(x)
+    return time.perf_counter() - start
+
+
+def train_and_add(index, sample: np.ndarray, path: str) -> dict:
+    """Train ``index`` on ``sample``, then :func:`add_all`: ``train_s`` and ``add_s``."""
+    start = time.perf_counter()
+    index.train(sample)
+    return {"train_s": time.perf_counter() - start, "add_s": add_all(index, path)}
+
+
 def training_sample(path: str, rows: int, seed: int = 0) -> np.ndarray:
     """``rows`` vectors drawn without replacement (seeded), read chunk by chunk (a fancy
     index into a memory map would make most of the file resident)."""
@@ -241,25 +256,17 @@ def worker(kind: str, work: Path, params: dict) -> dict:
     out = {"rss_start_mb": status()["VmRSS"]}  # after the imports, before any index
     if kind.startswith("faiss"):
         if kind == "faiss-flat":
-            t0 = time.perf_counter()
             index = faiss.IndexFlatIP(D)
-            for x in chunks(vectors):
-                index.add(x)
-            out.update(build_s=time.perf_counter() - t0, nbytes=index.ntotal * D * 4)
+            out.update(build_s=add_all(index, vectors), nbytes=index.ntotal * D * 4)
             search = lambda q: index.search(q, K)[1]  # noqa: E731
         elif kind == "faiss-build":
             sample = training_sample(vectors, params["train_rows"])
             quantizer = faiss.IndexFlatIP(D)
             index = faiss.IndexIVFPQ(quantizer, D, params["nlist"], M, NBITS,
                                      faiss.METRIC_INNER_PRODUCT)  # spherical k-means for ip
-            t0 = time.perf_counter()
-            index.train(sample)
-            t1 = time.perf_counter()
-            for x in chunks(vectors):
-                index.add(x)
-            t2 = time.perf_counter()
+            timings = train_and_add(index, sample, vectors)
             faiss.write_index(index, str(work / "ivfpq.faiss"))
-            return {"train_s": t1 - t0, "add_s": t2 - t1, "nbytes": faiss_ivfpq_bytes(index)}
+            return {**timings, "nbytes": faiss_ivfpq_bytes(index)}
         else:  # faiss-ivfpq: search the saved index, plain or re-ranked
             index = faiss.read_index(str(work / "ivfpq.faiss"))
             index.nprobe = params["nprobe"]
@@ -268,8 +275,7 @@ def worker(kind: str, work: Path, params: dict) -> dict:
             base = index  # referenced here, so the wrappers below never outlive it
             if refine == "ram":
                 flat = faiss.IndexFlatIP(D)
-                for x in chunks(vectors):
-                    flat.add(x)
+                add_all(flat, vectors)
                 index = faiss.IndexRefine(base, flat)
                 index.k_factor = params["R"] / K
                 nbytes += flat.ntotal * D * 4
@@ -281,11 +287,8 @@ def worker(kind: str, work: Path, params: dict) -> dict:
     else:
         with num_threads(THREADS):
             if kind == "ours-flat":
-                t0 = time.perf_counter()
                 index = FlatIndex(D, "ip")
-                for x in chunks(vectors):
-                    index.add(x)
-                out.update(build_s=time.perf_counter() - t0, nbytes=index.nbytes)
+                out.update(build_s=add_all(index, vectors), nbytes=index.nbytes)
                 search = lambda q: index.search(q, K)[1]  # noqa: E731
             elif kind == "ours-build":
                 warm = np.random.default_rng(0).standard_normal((4096, D)).astype(np.float32)
@@ -295,15 +298,10 @@ def worker(kind: str, work: Path, params: dict) -> dict:
                 tiny.search(warm[:50], K)
                 sample = training_sample(vectors, params["train_rows"])
                 index = IVFPQIndex(D, params["nlist"], M, NBITS, metric="ip", by_residual=True)
-                t0 = time.perf_counter()
-                index.train(sample)
-                t1 = time.perf_counter()
-                for x in chunks(vectors):
-                    index.add(x)
-                t2 = time.perf_counter()
+                timings = train_and_add(index, sample, vectors)
                 index.save(work / "ivfpq.npz")
                 sizes = index.lists.sizes
-                return {"train_s": t1 - t0, "add_s": t2 - t1, "nbytes": index.nbytes,
+                return {**timings, "nbytes": index.nbytes,
                         "rows_moved": int(index.lists.rows_moved),
                         "list_sizes": {"min": int(sizes.min()), "median": float(np.median(sizes)),
                                        "max": int(sizes.max())}}

@@ -109,7 +109,6 @@ def _decoding(args: argparse.Namespace) -> dict:
 
 
 RETRIEVERS = ("bm25", "tfidf", "dense")
-RAG_QUERY_WINDOW = 64  # tokens before each chunk that query the retriever while fitting
 
 
 def rag(args: argparse.Namespace) -> int:
@@ -119,9 +118,6 @@ def rag(args: argparse.Namespace) -> int:
     from .lm.corpus import paragraphs_of
     from .rag import BM25Retriever, DenseRetriever, RetgenRAG, TfidfRetriever
 
-    if args.fit_tokens <= RAG_QUERY_WINDOW:
-        raise ValueError(f"--fit-tokens must be more than the {RAG_QUERY_WINDOW}-token query "
-                         "window")
     if args.width < 10:
         raise ValueError("--width must be at least 10 characters")
     model = RetgenLM.load(args.model)
@@ -129,7 +125,10 @@ def rag(args: argparse.Namespace) -> int:
     retriever = {"bm25": BM25Retriever, "tfidf": TfidfRetriever,
                  "dense": lambda: DenseRetriever(model.word_vectors)}[args.retriever]()
     retriever.fit(passages, len(model.vocab))
-    rag_model = RetgenRAG(model, retriever, passages, k=args.k, query_window=RAG_QUERY_WINDOW)
+    rag_model = RetgenRAG(model, retriever, passages, k=args.k)
+    if args.fit_tokens <= rag_model.query_window:
+        raise ValueError(f"--fit-tokens must be more than the {rag_model.query_window}-token "
+                         "query window")
     rag_model.fit("valid", max_tokens=min(args.fit_tokens, len(model.splits["valid"])))
     generation, ids, eta = rag_model.generate(args.query, args.max_tokens, **_decoding(args))
     shown = [{"passage": int(i), "p_eta": float(w),
