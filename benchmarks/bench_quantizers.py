@@ -27,7 +27,8 @@ import numpy as np
 
 from _harness import machine, machine_line, markdown_table, replace_doc_section, threads, write_json
 from retgen_ref import KMeans
-from retgen_ref.distances import exact_topk, squared_norms
+from retgen_ref.distances import squared_norms
+from retgen_ref.exact import exact_topk
 from retgen_ref.pq import ProductQuantizer
 from retgen_ref.synthetic import clustered_unit_vectors, gaussian_mixture
 
@@ -40,7 +41,7 @@ SETS = {  # name: (generator, n, d, k-means clusters, PQ sub-quantizers)
 
 def objective(x: np.ndarray, centres: np.ndarray) -> float:
     """Σ_i min_j ‖x_i − c_j‖² over every point, by our exact search (float64 sum)."""
-    dist, _ = exact_topk(x, np.ascontiguousarray(centres, dtype=np.float32),
+    dist, _, _ = exact_topk(x, np.ascontiguousarray(centres, dtype=np.float32),
                          squared_norms(centres), 1, "l2")
     return float(dist.sum(dtype=np.float64))
 

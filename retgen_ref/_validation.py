@@ -8,6 +8,7 @@ convention 1). Messages say what was wrong and how to fix it (convention 6).
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -105,6 +106,31 @@ def as_array(x, name: str, *, ndim: int, dtype=np.float32, d: int | None = None,
         why = f"a value too large for {np.dtype(dtype).name}" if src_finite else "NaN or infinity"
         raise ValueError(f"{name} contains {why} (first at index [{where}]); clean the data first")
     return out
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give without swapping (Linux ``MemAvailable``;
+    elsewhere the free physical pages), or None when the system does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(nbytes: int, what: str, fix: str) -> None:
+    """Refuse, before any work, a request whose output alone takes more than half of the
+    memory available now (:func:`available_memory`); ``fix`` says what to change."""
+    available = available_memory()
+    if available is not None and nbytes > available // 2:
+        raise ValueError(f"{what} would take {nbytes / 2**30:.1f} GiB, more than half of "
+                          f"the {available / 2**30:.1f} GiB of memory available; {fix}")
 
 
 def repeated_id(ids: np.ndarray) -> tuple[int, int] | None:

@@ -1,4 +1,4 @@
-"""Metrics and exact blocked top-k search, the kernel under :class:`FlatIndex`.
+"""Metrics and the blocked float32 top-k scan under every exact search.
 
 Every metric is turned into one quantity to *minimise* per stored vector ``x_j``:
 
@@ -19,7 +19,11 @@ Two paths compute the products ``q·x_j``:
   vectors with BLAS and merges each tile into per-query heaps, in parallel across blocks
   of queries (:func:`blas_tiles_topk`);
 * a few queries are scanned directly by a Numba loop (:func:`scan_topk`), one query per
-  thread, which avoids the cost of setting up a matrix product for a single row.
+  thread, which avoids the cost of setting up a matrix product for a single row; one query
+  alone runs in one serial call (:func:`scan_sorted_one`).
+
+The float32 value ``‖x_j‖² − 2 q·x_j`` loses the distance when ``‖x_j‖²`` dwarfs it;
+:mod:`retgen_ref.exact` turns these candidates into certified exact answers.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ def blas_tiles_topk(queries, base, base_norms, alpha, beta, query_block, base_bl
 
     Each thread takes whole blocks of ``query_block`` queries and walks the stored vectors
     in blocks of ``base_block``: ``scores = Q_blk · X_blkᵀ`` (single-threaded BLAS, see
-    :func:`exact_topk`), then every candidate value ``α‖x‖² + β·score`` is merged into the
+    :func:`candidate_topk`), then every candidate value ``α‖x‖² + β·score`` is merged into the
     query's heap. The merge first counts, in a vectorised loop, the candidates of a chunk
     of 32 that beat the heap's root, and walks the chunk only if there are any, which after
     the first blocks is rare. Parallel across query blocks only.
@@ -138,66 +142,72 @@ def scan_one(q, base, base_norms, alpha, beta, hv, hi):
             heap_replace_top(hv, hi, v, j)
 
 
-def _scan_topk(queries, base, base_norms, alpha, beta, heap_vals, heap_ids):
-    """:func:`scan_one` for every query (in parallel in the parallel build)."""
+@njit(parallel=True, cache=True)
+def scan_topk(queries, base, base_norms, alpha, beta, heap_vals, heap_ids):
+    """:func:`scan_one` for every query, in parallel across queries."""
     for i in prange(queries.shape[0]):
         scan_one(queries[i], base, base_norms, alpha, beta, heap_vals[i], heap_ids[i])
 
 
-def _sort_heaps(heap_vals, heap_ids):
+@njit(parallel=True, cache=True)
+def sort_heaps(heap_vals, heap_ids):
     """Sort every heap row into ascending ``(value, id)`` order, in parallel."""
     for i in prange(heap_vals.shape[0]):
         heap_sort(heap_vals[i], heap_ids[i])
 
 
-# Each kernel that loops over queries comes in two builds: parallel across queries, and
-# serial for a single query, which then skips waking the thread pool (microseconds that
-# dominate a one-query search). ``kernel_for(nq, pair)`` picks one.
-scan_topk = njit(parallel=True, cache=True)(_scan_topk)
-scan_topk_serial = njit(cache=True)(_scan_topk)
-sort_heaps = njit(parallel=True, cache=True)(_sort_heaps)
-sort_heaps_serial = njit(cache=True)(_sort_heaps)
+@njit(cache=True)
+def scan_sorted_one(q, base, base_norms, alpha, beta, hv, hi):
+    """One query's scan and sort in one serial call: no thread-pool wake-up, which would
+    cost more than the whole search of a small index. A separate function (not a serial
+    build of :func:`scan_topk`): Numba keys its disk cache by function, not by build
+    options, so two builds of one function would share, and swap, one cache entry."""
+    scan_one(q, base, base_norms, alpha, beta, hv, hi)
+    heap_sort(hv, hi)
 
 
-def kernel_for(nq: int, parallel, serial):
-    """The serial build of a per-query kernel for one query, else the parallel one."""
-    return serial if nq == 1 else parallel
+def candidate_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k: int,
+                   metric: str, sort: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The k best stored vectors by the float32 value ``α‖x‖² + β q·x``.
 
-
-def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k: int,
-               metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest stored vectors of every query, FAISS conventions.
-
-    Parameters
-    ----------
-    queries : (nq, d) float32, C-contiguous, already unit-normalised for ``cosine``
-    base : (n, d) float32, C-contiguous, already unit-normalised for ``cosine``
-    base_norms : (n,) float32
-        ``‖x_j‖²`` (only read for ``l2``).
-    k : int
-        Number of neighbours; slots beyond ``n`` are padded with id ``-1`` and distance
-        ``+inf`` (l2) or ``-inf`` (ip, cosine).
-
-    Returns
-    -------
-    D : (nq, k) float32
-    I : (nq, k) int64
+    Returns the heaps ``(values, ids)`` of minimised values (module docstring), sorted
+    unless ``sort=False``. Exact up to the float32 rounding of that value, which is all a
+    k-means assignment or a coarse quantizer needs; :func:`retgen_ref.exact.exact_topk`
+    builds exact search on it.
     """
     alpha, beta, _ = METRIC_FORM[metric]
+    alpha, beta = np.float32(alpha), np.float32(beta)
     nq = queries.shape[0]
     heap_vals, heap_ids = new_heaps(nq, k)
+    if nq == 1:
+        scan_sorted_one(queries[0], base, base_norms, alpha, beta, heap_vals[0], heap_ids[0])
+        return heap_vals, heap_ids
     if nq < BLAS_THRESHOLD:
-        kernel_for(nq, scan_topk, scan_topk_serial)(
-            queries, base, base_norms, np.float32(alpha), np.float32(beta), heap_vals, heap_ids)
+        scan_topk(queries, base, base_norms, alpha, beta, heap_vals, heap_ids)
     else:
         # Threads split the queries, so each BLAS call must stay on its own thread: a
         # multi-threaded BLAS inside our parallel loop would oversubscribe the cores.
         per_core = -(-nq // numba.config.NUMBA_NUM_THREADS)
         query_block = min(QUERY_BLOCK, max(MIN_QUERY_BLOCK, per_core))
         with single_threaded_blas():
-            blas_tiles_topk(queries, base, base_norms, np.float32(alpha), np.float32(beta),
-                            query_block, BASE_BLOCK, heap_vals, heap_ids)
-    kernel_for(nq, sort_heaps, sort_heaps_serial)(heap_vals, heap_ids)
+            blas_tiles_topk(queries, base, base_norms, alpha, beta, query_block, BASE_BLOCK,
+                            heap_vals, heap_ids)
+    if sort:
+        sort_heaps(heap_vals, heap_ids)
+    return heap_vals, heap_ids
+
+
+def fast_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k: int,
+              metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`candidate_topk` as FAISS-style ``(D, I)``: ``max(v + ‖q‖², 0)`` for l2, ``−v``
+    for ip; ``±inf`` / ``-1`` padding past ``n``.
+
+    The ranking is that of the float32 value ``‖x‖² − 2q·x``, which is wrong when the
+    vectors' norms dwarf their distances (see :mod:`retgen_ref.exact`): good for k-means
+    and coarse quantizers, whose answers only need to be near-best. Exact search is
+    :func:`retgen_ref.exact.exact_topk`.
+    """
+    heap_vals, heap_ids = candidate_topk(queries, base, base_norms, k, metric)
     empty = heap_ids < 0
     if metric == "l2":
         heap_vals += squared_norms(queries)[:, None]

@@ -101,6 +101,12 @@ def min_heap_pop(vals, ids, n):
 EMPTY = np.finfo(np.float32).max
 
 
+@njit(cache=True)
+def new_heap(k):
+    """One empty float32 heap of size ``k`` inside a kernel: ``(EMPTY…, -1…)``."""
+    return np.full(k, EMPTY, dtype=np.float32), np.full(k, -1, dtype=np.int64)
+
+
 def new_heaps(nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Return ``nq`` empty float32 heaps of size ``k``: values ``EMPTY`` and ids ``-1``."""
     return np.full((nq, k), EMPTY, dtype=np.float32), np.full((nq, k), -1, dtype=np.int64)

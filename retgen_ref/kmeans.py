@@ -31,7 +31,7 @@ from numba import njit, prange
 from tqdm import tqdm
 
 from ._validation import as_array, check_int
-from .distances import exact_topk, normalise_rows, squared_norms
+from .distances import fast_topk, normalise_rows, squared_norms
 
 INITS = ("k-means++", "random")
 
@@ -56,7 +56,31 @@ def cluster_sums(x, assign, n_clusters):
 _SEEDING_CHUNK = 1024
 
 
-def _lower_min_sq_dist(xt, centre, min_sq_dist, chunk_sums, scratch):
+@njit(fastmath=True, cache=True)
+def _lower_chunk(xt, centre, min_sq_dist, chunk_sums, scratch, c):
+    """Chunk ``c`` of :func:`lower_min_sq_dist`: lower its distances and sum them serially."""
+    d, n = xt.shape
+    i0 = c * _SEEDING_CHUNK
+    i1 = min(i0 + _SEEDING_CHUNK, n)
+    dist = scratch[i0:i1]
+    dist[:] = 0.0
+    for t in range(d):
+        row = xt[t, i0:i1]
+        ct = centre[t]
+        for i in range(i1 - i0):
+            diff = row[i] - ct
+            dist[i] += diff * diff
+    current = min_sq_dist[i0:i1]
+    total = 0.0
+    for i in range(i1 - i0):
+        if dist[i] < current[i]:
+            current[i] = dist[i]
+        total += current[i]
+    chunk_sums[c] = total
+
+
+@njit(parallel=True, cache=True)
+def lower_min_sq_dist(xt, centre, min_sq_dist, chunk_sums, scratch):
     """``min_sq_dist[i] = min(min_sq_dist[i], ‖x_i − centre‖²)``, and per-chunk sums of it.
 
     ``xt`` is the data transposed, ``(d, n)``, so the inner loop runs over points and
@@ -64,30 +88,19 @@ def _lower_min_sq_dist(xt, centre, min_sq_dist, chunk_sums, scratch):
     points (each summed serially), so the sums, and hence the seeds drawn from them, do not
     depend on the thread count. ``scratch`` is ``(n,)`` float32 work space.
     """
-    d, n = xt.shape
     for c in prange(chunk_sums.shape[0]):
-        i0 = c * _SEEDING_CHUNK
-        i1 = min(i0 + _SEEDING_CHUNK, n)
-        dist = scratch[i0:i1]
-        dist[:] = 0.0
-        for t in range(d):
-            row = xt[t, i0:i1]
-            ct = centre[t]
-            for i in range(i1 - i0):
-                diff = row[i] - ct
-                dist[i] += diff * diff
-        current = min_sq_dist[i0:i1]
-        total = 0.0
-        for i in range(i1 - i0):
-            if dist[i] < current[i]:
-                current[i] = dist[i]
-            total += current[i]
-        chunk_sums[c] = total
+        _lower_chunk(xt, centre, min_sq_dist, chunk_sums, scratch, c)
 
 
-# One step is short, so for small inputs waking a second thread costs more than it saves.
-_lower_min_sq_dist_parallel = njit(parallel=True, fastmath=True, cache=True)(_lower_min_sq_dist)
-_lower_min_sq_dist_serial = njit(fastmath=True, cache=True)(_lower_min_sq_dist)
+@njit(cache=True)
+def lower_min_sq_dist_serial(xt, centre, min_sq_dist, chunk_sums, scratch):
+    """:func:`lower_min_sq_dist` on one thread: a step is short, and for small inputs
+    waking a second thread costs more than it saves. Its own function, so that Numba's
+    disk cache (keyed by function, not by build options) keeps the two builds apart."""
+    for c in range(chunk_sums.shape[0]):
+        _lower_chunk(xt, centre, min_sq_dist, chunk_sums, scratch, c)
+
+
 _PARALLEL_SEEDING_SIZE = 1 << 21  # n · d above which a step runs in parallel
 
 
@@ -125,8 +138,8 @@ def kmeans_plus_plus(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -
     min_sq_dist = np.full(n, np.finfo(np.float32).max, dtype=np.float32)
     chunk_sums = np.zeros(-(-n // _SEEDING_CHUNK))
     xt, scratch = np.ascontiguousarray(x.T), np.empty(n, dtype=np.float32)
-    step = (_lower_min_sq_dist_parallel if x.size > _PARALLEL_SEEDING_SIZE
-            else _lower_min_sq_dist_serial)
+    step = (lower_min_sq_dist if x.size > _PARALLEL_SEEDING_SIZE
+            else lower_min_sq_dist_serial)
     for j in range(1, n_clusters):
         step(xt, x[seeds[j - 1]], min_sq_dist, chunk_sums, scratch)
         seeds[j] = _sample_by_weight(min_sq_dist, chunk_sums, uniforms[j])
@@ -234,10 +247,10 @@ class KMeans:
     def _assign(self, x: np.ndarray, centres: np.ndarray):
         """Nearest centre of every row and its squared distance (float32)."""
         if self.spherical:
-            ip, labels = exact_topk(x, centres, squared_norms(centres), 1, "ip")
+            ip, labels = fast_topk(x, centres, squared_norms(centres), 1, "ip")
             dist = squared_norms(x)[:, None] + squared_norms(centres)[labels] - 2.0 * ip
             return labels[:, 0], np.maximum(dist[:, 0], 0.0)
-        dist, labels = exact_topk(x, centres, squared_norms(centres), 1, "l2")
+        dist, labels = fast_topk(x, centres, squared_norms(centres), 1, "l2")
         return labels[:, 0], dist[:, 0]
 
     def _update(self, x, assign, centres, rng):

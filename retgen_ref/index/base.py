@@ -1,8 +1,16 @@
 """What every index shares: validation at the boundary, FAISS conventions, persistence.
 
-Subclasses implement ``_add(x)``, ``_search(xq, k)``, ``_state()`` and ``_from_state``;
-this class checks arguments once (DESIGN.md, conventions 1 and 6) so the subclasses and
-their kernels never have to.
+Subclasses implement ``_add(x)``, ``_search(xq, k)``, ``_reset()``, ``_state()`` and
+``_from_state``; this class checks arguments once (DESIGN.md, conventions 1 and 6) so the
+subclasses and their kernels never have to. It also bounds what a search may cost and
+makes concurrent use defined:
+
+* ``search(xq, k)`` with ``k > ntotal`` searches for ``ntotal`` and pads, so its scratch
+  memory is ``O(nq · min(k, ntotal))``; a result that would not fit in memory is refused
+  before any work.
+* searches from several threads run together; ``add``, ``reset`` (and ``train``,
+  ``add_with_ids``, ``remove_ids`` where they exist) wait for the searches under way and
+  run alone (:class:`~.rwlock.ReadWriteLock`).
 """
 
 from __future__ import annotations
@@ -13,8 +21,13 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .. import persist
-from .._validation import as_array, check_int, check_metric
+from .._validation import as_array, check_fits, check_int, check_metric
 from ..distances import needs_normalisation, normalise_rows
+from .rwlock import ReadWriteLock
+
+#: Largest squared norm a stored or query vector may have: squared distances between
+#: such vectors stay finite in float32 (``‖x − y‖² ≤ 4 · MAX_SQ_NORM``).
+MAX_SQ_NORM = float(np.finfo(np.float32).max) / 8
 
 _INDEX_KINDS: dict[str, type["Index"]] = {}
 
@@ -42,6 +55,7 @@ class Index(ABC):
     def __init__(self, d: int, metric: str = "l2"):
         self.d = check_int(d, "d")
         self.metric = check_metric(metric)
+        self._lock = ReadWriteLock()
 
     # -- public API -----------------------------------------------------------------
     @property
@@ -57,20 +71,52 @@ class Index(ABC):
         """Store the rows of ``x`` (shape ``(n, d)``); they get ids ``ntotal … ntotal+n-1``."""
         if not self.is_trained:
             raise ValueError(f"{type(self).__name__} must be trained before add(); call train(x)")
-        self._add(self._prepare(x, "x"))
+        x = self._prepare(x, "x")
+        self._write(self._add, x)
 
     def search(self, xq, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(D, I)`` of the ``k`` nearest stored vectors of every row of ``xq``.
 
         ``D`` is ``(nq, k)`` float32 and ``I`` ``(nq, k)`` int64, best first. When fewer
         than ``k`` results exist the rest of a row is padded with id ``-1`` and distance
-        ``+inf`` (l2) or ``-inf`` (ip, cosine).
+        ``+inf`` (l2) or ``-inf`` (ip, cosine). ``k`` may exceed ``ntotal``; a result
+        larger than half the available memory is refused (``ValueError``) before any work.
         """
         k = check_int(k, "k")
         xq = self._prepare(xq, "xq")
-        if self.ntotal == 0:
-            raise ValueError(f"the {type(self).__name__} is empty; add vectors before searching")
-        return self._search(xq, k)
+        check_fits(len(xq) * k * 12, f"a result of {len(xq):,} × k={k:,}",
+                   "ask for fewer neighbours or search the queries in batches")
+        self._lock.acquire_read()
+        try:
+            ntotal = self.ntotal
+            if ntotal == 0:
+                raise ValueError(f"the {type(self).__name__} is empty; add vectors before "
+                                 "searching")
+            D, I = self._search(xq, min(k, ntotal))
+        finally:
+            self._lock.release_read()
+        return (D, I) if k <= ntotal else _padded(D, I, k, self.metric)
+
+    def reset(self) -> None:
+        """Remove every stored vector (training, if any, is kept)."""
+        self._write(self._reset)
+
+    def _write(self, change, *args):
+        """Run ``change(*args)`` alone: after the searches under way, before the next ones."""
+        self._lock.acquire_write()
+        try:
+            return change(*args)
+        finally:
+            self._lock.release_write()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"]  # a lock cannot be pickled; a copy gets a fresh one
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = ReadWriteLock()
 
     @property
     def nbytes(self) -> int:
@@ -91,7 +137,15 @@ class Index(ABC):
         """Validate ``x`` as ``(n, d)`` finite reals; float32, unit rows for cosine."""
         x = as_array(x, name, ndim=2, dtype=np.float32, d=self.d,
                      d_name="d (this index's dimension)")
-        return normalise_rows(x) if needs_normalisation(self.metric) else x
+        if needs_normalisation(self.metric):
+            return normalise_rows(x)
+        sq_norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        if sq_norms.max() > MAX_SQ_NORM:
+            row = int(np.argmax(sq_norms))
+            raise ValueError(f"{name} row {row} has norm {np.sqrt(sq_norms[row]):.3g}; "
+                             f"squared distances would overflow float32 (norms must stay "
+                             f"below {np.sqrt(MAX_SQ_NORM):.3g}): scale the data down")
+        return x
 
     @abstractmethod
     def _add(self, x: np.ndarray) -> None: ...
@@ -100,8 +154,7 @@ class Index(ABC):
     def _search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
     @abstractmethod
-    def reset(self) -> None:
-        """Remove every stored vector (training, if any, is kept)."""
+    def _reset(self) -> None: ...
 
     @abstractmethod
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -110,6 +163,15 @@ class Index(ABC):
     @classmethod
     @abstractmethod
     def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "Index": ...
+
+
+def _padded(D: np.ndarray, I: np.ndarray, k: int, metric: str):
+    """``(D, I)`` widened to ``k`` columns with ``∓inf`` / ``-1`` padding."""
+    nq, kept = I.shape
+    D_out = np.full((nq, k), np.inf if metric == "l2" else -np.inf, dtype=np.float32)
+    I_out = np.full((nq, k), -1, dtype=np.int64)
+    D_out[:, :kept], I_out[:, :kept] = D, I
+    return D_out, I_out
 
 
 def load_index(path) -> Index:

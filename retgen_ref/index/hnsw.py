@@ -137,7 +137,7 @@ class HNSWIndex(Index):
         self.ef_search = DEFAULT_EF_SEARCH
         self.last_search_stats: dict | None = None
         self._pool = K.ScratchPool()
-        self.reset()
+        self._reset()
 
     # -- public API -----------------------------------------------------------------
     @property
@@ -195,7 +195,7 @@ class HNSWIndex(Index):
         row = self._offsets[i] + layer - 1
         return self._ulinks[row, : self._ucounts[row]].copy()
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
         """Remove every vector and restart the level generator from ``seed``."""
         self._rng = np.random.default_rng(self.seed)
         self._n = 0
@@ -301,7 +301,8 @@ class HNSWIndex(Index):
         ip = self.metric != "l2"
         s = self._pool.acquire(len(self._vectors))
         try:
-            res_v, res_i = s.results(max(self._ef_search, k))
+            # A beam wider than the graph holds nothing more: ef ≤ ntotal bounds the scratch.
+            res_v, res_i = s.results(min(max(self._ef_search, k), self._n))
             args = (xq, self._vectors, self._links0, self._counts0, self._ulinks, self._ucounts,
                     self._offsets, self._entry, self._max_level, s.stamps, s.gens, s.cand_v,
                     s.cand_i, res_v, res_i, out_v, out_i, ndis, ip)

@@ -10,8 +10,8 @@ vectors; each is stored in the inverted list of its nearest centroid. A query sc
 them exactly; IVF-PQ stores ``m``-byte product-quantization codes of the residuals
 ``x − y_l`` and scores them with lookup tables. With ``nprobe = nlist`` IVF-Flat is exact.
 
-Ids: ``add`` numbers vectors ``0, 1, 2, …`` in the order they are added (over the life of
-the index, so ids stay unique after ``remove_ids``); ``add_with_ids`` takes your own int64
+Ids: ``add`` numbers vectors ``0, 1, 2, …`` in the order they are added (since the last
+``reset``, so ids stay unique after ``remove_ids``); ``add_with_ids`` takes your own int64
 ids (keeping them unique is then up to you, as in FAISS).
 """
 
@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from .._validation import check_int
-from ..distances import METRIC_FORM, exact_topk, sort_heaps, squared_norms
+from ..distances import METRIC_FORM, fast_topk, sort_heaps, squared_norms
 from ..heap import new_heaps
 from ..kmeans import KMeans
 from ..pq import ProductQuantizer
@@ -72,6 +72,9 @@ class _IVFIndex(Index):
         x = self._prepare(x, "x")
         if len(x) < self.nlist:
             raise ValueError(f"training needs at least nlist={self.nlist} vectors, got {len(x)}")
+        self._write(self._train, x)
+
+    def _train(self, x: np.ndarray) -> None:
         with warnings.catch_warnings():  # subsampling to 256 points per list is intended
             warnings.simplefilter("ignore")
             km = KMeans(self.nlist, n_iter=COARSE_ITERATIONS, seed=self.seed, init="random",
@@ -93,7 +96,7 @@ class _IVFIndex(Index):
 
     def _coarse_search(self, xq: np.ndarray, nprobe: int):
         """The ``nprobe`` nearest centroids: ``(values, lists)``, l2 distance or inner product."""
-        return exact_topk(xq, self.centroids, self._centroid_norms, nprobe, self._coarse_metric)
+        return fast_topk(xq, self.centroids, self._centroid_norms, nprobe, self._coarse_metric)
 
     def _coarse_form(self):
         """``(α, β, centroids, norms, nprobe)`` for the single-query kernels' coarse search."""
@@ -115,7 +118,7 @@ class _IVFIndex(Index):
         if ids.dtype.kind not in "iu" or ids.shape != (len(x),):
             raise ValueError(f"ids must be {len(x)} integers (one per row of x), "
                              f"got shape {ids.shape} and dtype {ids.dtype}")
-        self._add_with_ids(x, ids.astype(np.int64))
+        self._write(self._add_with_ids, x, ids.astype(np.int64))
 
     def _add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
         lists = self._assign(x)
@@ -128,9 +131,12 @@ class _IVFIndex(Index):
         ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-        return self.lists.remove_ids(ids.astype(np.int64).ravel()) if self.is_trained else 0
+        if not self.is_trained:
+            return 0
+        return self._write(self.lists.remove_ids, ids.astype(np.int64).ravel())
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
+        self._next_id = 0
         if self.is_trained:
             self.lists.clear()
 

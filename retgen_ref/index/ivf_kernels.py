@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..distances import minimised_value, scan_one
-from ..heap import EMPTY, heap_replace_top, heap_sort
+from ..heap import heap_replace_top, heap_sort, new_heap
 
 
 @njit(fastmath=True, cache=True)
@@ -111,18 +111,13 @@ def scan_pq_lists(query_tables, list_terms, coarse_terms, probes, codes, offsets
 
 
 @njit(cache=True)
-def _new_heap(k):
-    return np.full(k, EMPTY, dtype=np.float32), np.full(k, -1, dtype=np.int64)
-
-
-@njit(cache=True)
 def coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe):
     """The ``nprobe`` best lists of one query: ``(values, lists)``, best first.
 
     Values are the minimised coarse values of :mod:`retgen_ref.distances`
     (``‖y‖² − 2q·y`` for l2, ``−q·y`` for ip).
     """
-    values, lists = _new_heap(nprobe)
+    values, lists = new_heap(nprobe)
     scan_one(q, centroids, centroid_norms, alpha, beta, values, lists)
     heap_sort(values, lists)
     return values, lists
@@ -133,7 +128,7 @@ def flat_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, pool, off
                     use_l2, k):
     """IVF-Flat search of one query in one call: ``(values, positions, scanned)``, sorted."""
     _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
-    hv, hi = _new_heap(k)
+    hv, hi = new_heap(k)
     scanned = flat_scan_one(q, lists, pool, offsets, sizes, use_l2, hv, hi)
     heap_sort(hv, hi)
     return hv, hi, scanned
@@ -158,7 +153,7 @@ def pq_search_one(q, codebooks_t, table_scale, list_terms, centroids, centroid_n
                 query_table[j, c] += qt * row[c]
     values, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
     coarse_terms = coarse_weight * values + coarse_offset
-    hv, hi = _new_heap(k)
+    hv, hi = new_heap(k)
     table = np.empty((m, ksub), dtype=np.float32)
     scanned = pq_scan_one(query_table, list_terms, coarse_terms, lists, codes, offsets, sizes,
                           table, hv, hi)

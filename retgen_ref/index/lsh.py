@@ -198,7 +198,7 @@ class LSHIndex(Index):
         hash_rows(x, self.hyperplanes, keys)
         return keys
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
         self._vectors.clear()
         self._keys.clear()
         self._sorted = None

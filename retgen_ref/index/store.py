@@ -34,7 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .._validation import check_int, check_metric
-from ..distances import exact_topk, squared_norms
+from ..distances import squared_norms
+from ..exact import exact_topk
 from .base import Index, load_index
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
@@ -219,7 +220,7 @@ class ShardedIndex(Index):
         for i in range(len(self._shards)):
             self._verify(i)
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
         """Delete every shard file of the store; the directory and manifest remain."""
         files = [s["file"] for s in self._shards]
         self._shards = []
@@ -298,7 +299,7 @@ class ShardedIndex(Index):
         if self._shards[i]["stored"] == "vectors":
             x = self._read_vectors(i)
             norms = squared_norms(x) if self.metric == "l2" else np.zeros(len(x), np.float32)
-            return exact_topk(xq, x, norms, k, self.metric)
+            return exact_topk(xq, x, norms, k, self.metric)[:2]
         return self._load_shard_index(i)._search(xq, k)
 
     def _read_vectors(self, i: int) -> np.ndarray:

@@ -1,0 +1,202 @@
+"""Exact k-NN search: float32 candidates, scored again in float64, certified by a bound.
+
+The fast pass of :mod:`retgen_ref.distances` ranks the stored rows by the float32 value
+
+    v_j = α‖x_j‖² + β q·x_j          (l2: ‖x_j‖² − 2q·x_j;  ip: −q·x_j)
+
+whose rounding error has a bound that does not depend on how BLAS orders its sums
+(Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1, ``γ_d ≈ d·u``):
+
+    |v̂_j − v_j|  ≤  E(q) = 2 (d + 2) u (R² + 2‖q‖R)    (l2)
+                          2 (d + 2) u ‖q‖ R           (ip, cosine)
+
+with ``u = 2⁻²⁴`` and ``R = max_j ‖x_j‖``. When the vectors lie far from the origin
+compared with their spread (``xb[:, 0] += 12345``) that error exceeds the gaps between
+neighbours and the float32 ranking is wrong, for us as for any ``‖x‖² − 2q·x`` search.
+
+So :func:`exact_topk` keeps ``k' = 2k + 16`` candidates, scores them in float64 directly
+(``Σ_t (q_t − x_t)²``, no cancellation) and *certifies* the result. Every row left out
+has ``v̂_j ≥ v̂_(k')``, the worst kept candidate, hence a true value ``≥ v̂_(k') − E``; if
+the k-th best exact value ``t_(k)`` is below that, no row left out can enter the top k.
+A query that is not certified is scanned again: every row with ``v̂_j ≤ t_(k) + E`` (the
+only rows that can beat ``t_(k)``) is scored in float64. Well-conditioned data are
+certified at once, at the cost of scoring ``k'`` rows in float64; badly conditioned data
+fall back to scoring the rows the bound cannot rule out, never to a wrong answer.
+
+Ties are broken by id, so the result is the float64 brute force's, row for row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .distances import METRIC_FORM, candidate_topk, scan_one, sort_heaps
+from .heap import heap_replace_top, heap_sort, new_heap
+
+UNIT_ROUNDOFF = 2.0 ** -24  # u of float32
+#: Extra candidates scored in float64 beyond k: ``k' = 2k + CANDIDATE_MARGIN``.
+CANDIDATE_MARGIN = 16
+_EMPTY64 = np.finfo(np.float64).max  # no infinity in the kernels (see heap.py)
+
+
+def n_candidates(k: int, n: int) -> int:
+    """How many float32 candidates a query keeps: ``min(n, 2k + CANDIDATE_MARGIN)``."""
+    return min(n, 2 * k + CANDIDATE_MARGIN)
+
+
+def error_bounds(queries: np.ndarray, max_sq_norm: float, metric: str) -> np.ndarray:
+    """``E(q)`` of the module docstring for every query, float64 ``(nq,)``."""
+    d = queries.shape[1]
+    R = np.sqrt(max_sq_norm)
+    qn = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
+    gamma = 2.0 * (d + 2) * UNIT_ROUNDOFF
+    return gamma * ((R * R + 2.0 * qn * R) if metric == "l2" else qn * R)
+
+
+@njit(cache=True)
+def exact_value(q, base, j, use_l2):
+    """``‖q − x_j‖²`` (l2) or ``−q·x_j`` in float64, summed directly."""
+    s = 0.0
+    if use_l2:
+        for t in range(q.shape[0]):
+            u = np.float64(q[t]) - np.float64(base[j, t])
+            s += u * u
+        return s
+    for t in range(q.shape[0]):
+        s += np.float64(q[t]) * np.float64(base[j, t])
+    return -s
+
+
+@njit(cache=True, inline="always")
+def _offer(vals, ids, v, j):
+    """Keep ``(v, j)`` if it beats the heap's worst pair in ``(value, id)`` order."""
+    if v < vals[0] or (v == vals[0] and j < ids[0]):
+        heap_replace_top(vals, ids, v, j)
+
+
+@njit(cache=True)
+def refine_one(q, base, cand_vals, cand_ids, shift, bound, use_l2, out_v, out_i):
+    """Score one query's float32 candidates exactly into the heap ``(out_v, out_i)``.
+
+    ``shift`` turns a float32 value into the exact value's scale (``‖q‖²`` for l2, 0 for
+    ip). Returns True when the result is certified: the candidate heap was never full
+    (every row is a candidate), or ``t_(k) < v̂_(k') + shift − bound``.
+    """
+    out_v[:] = _EMPTY64
+    out_i[:] = -1
+    worst = -_EMPTY64
+    for c in range(cand_ids.shape[0]):  # a full heap: n_candidates() ≤ n
+        j = cand_ids[c]
+        worst = max(worst, np.float64(cand_vals[c]))
+        _offer(out_v, out_i, exact_value(q, base, j, use_l2), j)
+    every_row = cand_ids.shape[0] == base.shape[0]
+    return every_row or out_v[0] < worst + shift - bound
+
+
+@njit(fastmath=True, cache=True)
+def rescan_one(q, base, base_norms, alpha, beta, limit, use_l2, out_v, out_i):
+    """Score exactly every row whose float32 value ``v̂_j ≤ limit`` (``t_(k) + E − shift``)."""
+    out_v[:] = _EMPTY64
+    out_i[:] = -1
+    d = q.shape[0]
+    for j in range(base.shape[0]):
+        x = base[j]
+        s = np.float32(0.0)
+        for t in range(d):
+            s += q[t] * x[t]
+        if alpha * base_norms[j] + beta * s <= limit:
+            _offer(out_v, out_i, exact_value(q, base, j, use_l2), j)
+
+
+@njit(cache=True)
+def exact_search_one(q, base, base_norms, alpha, beta, n_cand, shift, bound, use_l2, out_v,
+                     out_i):
+    """The whole search of one query in one serial call (no thread-pool wake-up).
+
+    Returns True if the query needed the rescan of :func:`rescan_one`.
+    """
+    cand_v, cand_i = new_heap(n_cand)
+    scan_one(q, base, base_norms, alpha, beta, cand_v, cand_i)
+    rescanned = not refine_one(q, base, cand_v, cand_i, shift, bound, use_l2, out_v, out_i)
+    if rescanned:
+        rescan_one(q, base, base_norms, alpha, beta, out_v[0] + bound - shift, use_l2, out_v,
+                   out_i)
+    heap_sort(out_v, out_i)
+    return rescanned
+
+
+@njit(parallel=True, cache=True)
+def refine_all(queries, base, cand_vals, cand_ids, shifts, bounds, use_l2, out_v, out_i,
+               certified):
+    """:func:`refine_one` for every query, in parallel."""
+    for i in prange(queries.shape[0]):
+        certified[i] = refine_one(queries[i], base, cand_vals[i], cand_ids[i], shifts[i],
+                                  bounds[i], use_l2, out_v[i], out_i[i])
+
+
+@njit(parallel=True, cache=True)
+def rescan_some(queries, rows, base, base_norms, alpha, beta, limits, use_l2, out_v, out_i):
+    """:func:`rescan_one` for the queries ``rows``, in parallel."""
+    for r in prange(rows.shape[0]):
+        i = rows[r]
+        rescan_one(queries[i], base, base_norms, alpha, beta, limits[r], use_l2, out_v[i],
+                   out_i[i])
+
+
+def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k: int,
+               metric: str, max_sq_norm: float | None = None):
+    """Exact k nearest stored vectors of every query, FAISS conventions.
+
+    Parameters
+    ----------
+    queries : (nq, d) float32, C-contiguous, already unit-normalised for ``cosine``
+    base : (n, d) float32, C-contiguous, already unit-normalised for ``cosine``
+    base_norms : (n,) float32
+        ``‖x_j‖²`` (only read for ``l2``; pass zeros otherwise).
+    k : int
+        Number of neighbours; slots beyond ``n`` are padded with id ``-1`` and distance
+        ``+inf`` (l2) or ``-inf`` (ip, cosine).
+    max_sq_norm : float, optional
+        ``max_j ‖x_j‖²`` (computed from ``base`` if not given).
+
+    Returns
+    -------
+    D : (nq, k) float32
+        Squared L2 distances (ascending) or inner products (descending), computed in
+        float64 and rounded once.
+    I : (nq, k) int64
+    rescanned : int
+        Queries that the bound could not certify and were scanned again.
+    """
+    nq, n = queries.shape[0], base.shape[0]
+    if max_sq_norm is None:
+        max_sq_norm = float(np.einsum("ij,ij->i", base, base, dtype=np.float64).max())
+    alpha, beta, _ = METRIC_FORM[metric]
+    alpha, beta = np.float32(alpha), np.float32(beta)
+    use_l2 = metric == "l2"
+    bounds = error_bounds(queries, max_sq_norm, metric)
+    shifts = (np.einsum("ij,ij->i", queries, queries, dtype=np.float64) if use_l2
+              else np.zeros(nq))
+    n_cand = n_candidates(k, n)
+    out_v = np.empty((nq, k))
+    out_i = np.empty((nq, k), dtype=np.int64)
+    if nq == 1:
+        rescanned = int(exact_search_one(queries[0], base, base_norms, alpha, beta, n_cand,
+                                         shifts[0], bounds[0], use_l2, out_v[0], out_i[0]))
+    else:
+        cand_v, cand_i = candidate_topk(queries, base, base_norms, n_cand, metric, sort=False)
+        certified = np.empty(nq, dtype=np.bool_)
+        refine_all(queries, base, cand_v, cand_i, shifts, bounds, use_l2, out_v, out_i,
+                   certified)
+        rows = np.flatnonzero(~certified)
+        rescanned = len(rows)
+        if rescanned:
+            limits = out_v[rows, 0] + bounds[rows] - shifts[rows]
+            rescan_some(queries, rows, base, base_norms, alpha, beta, limits, use_l2, out_v,
+                        out_i)
+        sort_heaps(out_v, out_i)
+    if not use_l2:
+        np.negative(out_v, out=out_v)
+    out_v[out_i < 0] = np.inf if use_l2 else -np.inf
+    return out_v.astype(np.float32), out_i, rescanned
