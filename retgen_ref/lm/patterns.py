@@ -184,7 +184,20 @@ def pattern_ids(table: PatternTable, contexts: np.ndarray) -> np.ndarray:
     return np.where(keys[order][pos] == queries, order[pos], -1)
 
 
+_BIG_ENDIAN_U32 = np.dtype(">u4")
+
+
 def _row_keys(rows: np.ndarray) -> np.ndarray:
-    """Order-preserving keys for int32 rows: a structured view compared field by field."""
-    rows = np.ascontiguousarray(rows.astype(">i4") ^ np.int32(-2 ** 31).astype(">i4"))
-    return rows.view(np.dtype((np.void, 4 * rows.shape[1]))).ravel()
+    """Order-preserving byte keys for int32 rows, compared as strings of bytes.
+
+    Each entry is offset by 2³¹ (so the signed order becomes the unsigned one) and stored
+    big-endian, so comparing the keys' bytes compares the rows lexicographically. The byte
+    order is set by an explicit conversion: the result of arithmetic on big-endian arrays
+    may come back in either byte order (NumPy 2 returns native order for arrays under its
+    256 KiB buffer size, big-endian above), and keys of a large table and of a small query
+    must be comparable.
+    """
+    rows = np.asarray(rows, np.int32)
+    offset = rows.view(np.uint32) ^ np.uint32(2 ** 31)
+    keys = np.ascontiguousarray(offset.astype(_BIG_ENDIAN_U32))
+    return keys.view(np.dtype((np.void, 4 * rows.shape[1]))).ravel()
