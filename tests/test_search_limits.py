@@ -97,22 +97,22 @@ def test_reset_restarts_ids_at_zero(kind, tmp_path):
 
 
 # -- searches while another thread adds ---------------------------------------------------
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "lsh", "ivfflat", "ivfpq"])
-def test_eight_searching_threads_and_one_adding_thread(kind):
+@pytest.mark.parametrize("kind", KINDS)
+def test_eight_searching_threads_and_one_adding_thread(kind, tmp_path):
     """Each concurrent result equals the sequential result at one of the states the index
     passes through (before the adds, after the first, ...): adds run alone, searches see
     a whole state, and nothing crashes."""
     x = _data(3000, seed=2)
     batches = np.array_split(x[600:], 6)
     queries = _data(64, seed=3)
-    reference = build(kind, x=x)  # the same adds, one after another
+    reference = build(kind, tmp_path / "reference", x=x)  # the same adds, one by one
     reference.add(x[:600])
     expected = [reference.search(queries, 5)]
     for batch in batches:
         reference.add(batch)
         expected.append(reference.search(queries, 5))
 
-    index = build(kind, x=x)
+    index = build(kind, tmp_path / "concurrent", x=x)
     index.add(x[:600])
     start = threading.Barrier(9)
     results, errors = [], []
