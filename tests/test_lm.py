@@ -156,7 +156,8 @@ def test_save_load_gives_identical_scores_and_damage_is_refused(model, tmp_path)
     np.testing.assert_array_equal(loaded.log_prob("test"), model.log_prob("test"))
     np.testing.assert_array_equal(loaded.next_token_distribution("she was", True),
                                   model.next_token_distribution("she was", True))
-    for name in ("model.npz", "index_r3.npz"):
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    for name in (manifest["model"], manifest["indexes"]["3"]):
         damaged = tmp_path / f"bad-{name}"
         shutil.copytree(tmp_path / "m", damaged)
         data = bytearray((damaged / name).read_bytes())

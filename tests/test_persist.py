@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -108,3 +112,46 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
         index.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]
+
+
+def test_save_fsyncs_the_file_then_renames_then_fsyncs_the_directory(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(
+        "fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file"), fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), replace(a, b)))
+    FlatIndex(2).save(tmp_path / "idx")
+    assert events == ["fsync file", "replace", "fsync dir"]
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_files_get_the_mode_of_any_new_file(tmp_path, umask, mode):
+    """0o666 less the umask, as open() and FAISS give, not mkstemp's 0o600."""
+    previous = os.umask(umask)
+    try:
+        FlatIndex(2).save(tmp_path / "idx")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "idx").stat().st_mode) == mode
+
+
+def test_a_failed_rename_names_the_final_path_and_leaves_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "idx"
+
+    def refuse(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied", src)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(PermissionError, match=f"cannot write {path}: Permission denied$"):
+        FlatIndex(2).save(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temp_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
+    for name in ("idx.0123456789abcdef.tmp", "idx.fedcba9876543210.tmp"):
+        (tmp_path / name).write_bytes(b"half a file")  # what a SIGKILL mid-save leaves
+    for name in ("idx.notes", "other.0123456789abcdef.tmp"):
+        (tmp_path / name).write_text("not ours to delete")
+    FlatIndex(2).save(tmp_path / "idx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["idx", "idx.notes", "other.0123456789abcdef.tmp"]

@@ -286,3 +286,63 @@ def test_reset_nbytes_and_save(tmp_path):
     assert load_index(tmp_path / "s").ntotal == 0 and copy.ntotal == 150
     store.add(np.ones((70, 8)))
     assert load_index(tmp_path / "s").nshards == 2
+
+
+def test_leftovers_of_killed_writes_are_ignored_then_removed(tmp_path):
+    store = _store(tmp_path)
+    folder = tmp_path / "s"
+    leftovers = ["shard-000002-40.npy", "shard-000003-64.npz",
+                 "shard-000002-22.npy.0123456789abcdef.tmp", f"{MANIFEST}.fedcba9876543210.tmp"]
+    for name in leftovers:
+        (folder / name).write_bytes(b"what a SIGKILL left")
+    (folder / "notes.txt").write_text("not the store's")
+    reopened = load_index(folder)
+    assert reopened.ntotal == 150 and reopened.nshards == 3
+    reopened.add(np.ones((1, 8)))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [MANIFEST, "notes.txt", *(s["file"] for s in reopened._shards)])
+    store = load_index(folder)
+    store.reset()
+    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, "notes.txt"])
+
+
+def test_an_add_that_fails_midway_changes_nothing(tmp_path, monkeypatch):
+    store = _store(tmp_path)  # 2 full shards and one of 22 rows
+    before = (tmp_path / "s" / MANIFEST).read_text()
+    write = ShardedIndex._write_shard
+    calls = []
+
+    def fail_on_second(self, i, rows):
+        calls.append(i)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return write(self, i, rows)
+
+    monkeypatch.setattr(ShardedIndex, "_write_shard", fail_on_second)
+    with pytest.raises(OSError, match="disk full"):
+        store.add(np.ones((100, 8)))  # the last shard rewritten, then a new one
+    monkeypatch.undo()
+    assert calls == [2, 3] and store.ntotal == 150
+    assert (tmp_path / "s" / MANIFEST).read_text() == before
+    assert load_index(tmp_path / "s").ntotal == 150
+    store.add(np.ones((100, 8)))
+    assert load_index(tmp_path / "s").ntotal == 250
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(
+        [MANIFEST, *(s["file"] for s in store._shards)])
+
+
+def test_a_killed_save_leaves_no_store_and_the_next_save_takes_the_folder(tmp_path):
+    store = _store(tmp_path)
+    target = tmp_path / "copy"
+    target.mkdir()
+    first = store._shards[0]["file"]  # what a save killed before its manifest leaves
+    (target / first).write_bytes((tmp_path / "s" / first).read_bytes())
+    (target / (store._shards[1]["file"] + ".0123456789abcdef.tmp")).write_bytes(b"half")
+    with pytest.raises(ValueError, match="without a ShardedIndex manifest"):
+        load_index(target)
+    store.save(target)
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [MANIFEST, *(s["file"] for s in store._shards)])
+    xq = np.ones((2, 8))
+    for a, b in zip(load_index(target).search(xq, 4), store.search(xq, 4)):
+        assert np.array_equal(a, b)

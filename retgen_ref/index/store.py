@@ -16,17 +16,25 @@ Directory layout (no pickle anywhere, DESIGN.md convention 7): ``sharded_index.j
 manifest with the format version, ``d``, ``metric``, the shard kind and its parameters,
 and per shard its row count, file name, size and SHA-256, itself checksummed; plus one
 file per shard. A shard of raw vectors is a float32 ``.npy`` file, memory-mapped when
-searched; a built shard is an ``.npz`` written by :meth:`Index.save`. A rewritten shard
-gets a new file name (the names carry the row count) and the old file is deleted only
-after the new manifest is in place, so an interrupted ``add`` leaves a consistent store.
+searched; a built shard is an ``.npz`` written by :meth:`Index.save`.
+
+Crash safety: every file is written atomically and fsynced
+(:func:`retgen_ref.persist.atomic_write`), and no file the manifest names is ever
+overwritten: an ``add`` writes its new shards, and the partial last shard it extends,
+under new names (a name carries the shard's row count, which only grows), then switches
+the manifest to them in one atomic rename, and only then deletes the files the manifest no
+longer names (the replaced last shard, and whatever a killed write left). A process killed
+at any moment of ``add`` or ``reset`` leaves the store loading as it was before or as it is
+after; a killed ``save`` leaves the target without a manifest, so holding no store, and a
+new ``save`` or ``ShardedIndex`` there takes it over.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -36,6 +44,8 @@ from tqdm import tqdm
 from .._validation import check_int, check_metric
 from ..distances import squared_norms
 from ..exact import exact_topk
+from ..persist import (atomic_write, read_manifest, remove_unreferenced, write_manifest,
+                       written_by)
 from .base import Index, load_index
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
@@ -44,6 +54,8 @@ from .ivf import IVFPQIndex
 MANIFEST = "sharded_index.json"
 FORMAT_NAME = "retgen_ref.ShardedIndex"
 FORMAT_VERSION = 1
+#: The names of the files a store writes: its manifest and its shards.
+_OURS = re.compile(rf"{re.escape(MANIFEST)}|shard-\d{{6}}-\d+\.np[yz]")
 #: Index class of each shard kind, and the runtime knobs it passes on to its shards.
 SHARD_KINDS = {"flat": FlatIndex, "ivfpq": IVFPQIndex, "hnsw": HNSWIndex}
 KNOBS = {"flat": (), "ivfpq": ("nprobe", "refine_k"), "hnsw": ("ef_search",)}
@@ -66,7 +78,7 @@ class ShardedIndex(Index):
 
     Creates a new, empty store in the directory ``path`` (which must not exist or be
     empty); reopen an existing one with :func:`load_index(path) <load_index>`. Every
-    ``add`` is written to disk at once: there is nothing else to save.
+    ``add`` is written to disk at once, all or nothing: there is nothing else to save.
 
     Parameters
     ----------
@@ -143,7 +155,7 @@ class ShardedIndex(Index):
                  **index_params):
         self._configure(path, d, shard_size, metric, kind, index_params)
         _claim_directory(self.path)
-        self._write_manifest()
+        self._commit(self.path)
 
     def _configure(self, path, d, shard_size, metric, kind, index_params) -> None:
         if not isinstance(path, (str, os.PathLike)):
@@ -222,23 +234,23 @@ class ShardedIndex(Index):
 
     def _reset(self) -> None:
         """Delete every shard file of the store; the directory and manifest remain."""
-        files = [s["file"] for s in self._shards]
         self._shards = []
         self._verified.clear()
-        self._write_manifest()
-        for name in files:
-            (self.path / name).unlink(missing_ok=True)
+        self._commit(self.path)
 
     def save(self, path) -> None:
-        """Copy the store to the directory ``path`` (new or empty); a no-op for its own
-        directory, which is always up to date."""
+        """Copy the store to the directory ``path`` (new, empty, or left by a killed save);
+        a no-op for its own directory, which is always up to date. The manifest is written
+        last: until then ``path`` holds no store."""
         target = Path(path)
         if target.exists() and target.resolve() == self.path.resolve():
             return
         _claim_directory(target)
         for shard in self._shards:
-            shutil.copyfile(self.path / shard["file"], target / shard["file"])
-        shutil.copyfile(self.path / MANIFEST, target / MANIFEST)
+            with open(self.path / shard["file"], "rb") as src, \
+                    atomic_write(target / shard["file"]) as dst:
+                shutil.copyfileobj(src, dst)
+        self._commit(target)
 
     def __repr__(self) -> str:
         return (f"ShardedIndex(path={str(self.path)!r}, d={self.d}, metric={self.metric!r}, "
@@ -247,17 +259,21 @@ class ShardedIndex(Index):
 
     # -- adding -----------------------------------------------------------------------
     def _add(self, x: np.ndarray) -> None:
-        start = 0
-        if self._shards and self._shards[-1]["rows"] < self.shard_size:
-            start = min(self.shard_size - self._shards[-1]["rows"], len(x))
-            rows = np.concatenate([self._read_vectors(len(self._shards) - 1), x[:start]])
-            self._put_shard(len(self._shards) - 1, rows)
+        """Write the new shard files, then switch the manifest to them once: all or nothing."""
+        shards, start = list(self._shards), 0
+        if shards and shards[-1]["rows"] < self.shard_size:
+            start = min(self.shard_size - shards[-1]["rows"], len(x))
+            rows = np.concatenate([self._read_vectors(len(shards) - 1), x[:start]])
+            shards[-1] = self._write_shard(len(shards) - 1, rows)
         stops = range(start, len(x), self.shard_size)
         for s in tqdm(stops, desc="ShardedIndex add", unit="shard", disable=None, leave=False):
-            self._put_shard(len(self._shards), x[s:s + self.shard_size])
+            shards.append(self._write_shard(len(shards), x[s:s + self.shard_size]))
+        self._shards = shards
+        self._commit(self.path)
 
-    def _put_shard(self, i: int, rows: np.ndarray) -> None:
-        """Write ``rows`` as shard ``i`` (new, or replacing the last), then the manifest."""
+    def _write_shard(self, i: int, rows: np.ndarray) -> dict:
+        """Write ``rows`` as the file of shard ``i`` and return its manifest entry. The name
+        carries the row count, so a rewritten last shard never overwrites its old file."""
         n = len(rows)
         build = self.shard_kind != "flat" and n == self.shard_size
         name = f"shard-{i:06d}-{n}.{'npz' if build else 'npy'}"
@@ -269,18 +285,11 @@ class ShardedIndex(Index):
             index.add(rows)
             index.save(target)
         else:
-            tmp = target.with_name(name + ".tmp")
-            with open(tmp, "wb") as f:
+            with atomic_write(target) as f:
                 np.lib.format.write_array(f, np.ascontiguousarray(rows), allow_pickle=False)
-            os.replace(tmp, target)
-        entry = {"file": name, "rows": n, "bytes": target.stat().st_size,
-                 "sha256": _sha256(target), "stored": "index" if build else "vectors"}
         self._verified.add(name)
-        old = self._shards[i]["file"] if i < len(self._shards) else None
-        self._shards[i:i + 1] = [entry]
-        self._write_manifest()
-        if old is not None:
-            (self.path / old).unlink(missing_ok=True)
+        return {"file": name, "rows": n, "bytes": target.stat().st_size,
+                "sha256": _sha256(target), "stored": "index" if build else "vectors"}
 
     # -- searching ----------------------------------------------------------------------
     def _search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -364,12 +373,11 @@ class ShardedIndex(Index):
                 "shard_size": self.shard_size, "index_params": self.index_params,
                 "shards": self._shards}, {}
 
-    def _write_manifest(self) -> None:
-        manifest, _ = self._state()
-        text = json.dumps({**manifest, "checksum": _digest(manifest)}, indent=1, sort_keys=True)
-        tmp = self.path / (MANIFEST + ".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, self.path / MANIFEST)
+    def _commit(self, directory: Path) -> None:
+        """Switch ``directory`` to this store (its manifest, atomically), then delete the
+        store files there that the manifest does not name."""
+        write_manifest(directory / MANIFEST, self._state()[0])
+        remove_unreferenced(directory, _OURS, {MANIFEST, *(s["file"] for s in self._shards)})
 
     @classmethod
     def _from_state(cls, params, arrays):
@@ -413,17 +421,14 @@ def _json_params(params: dict) -> dict:
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
 
 
-def _digest(manifest: dict) -> str:
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-
-
 def _sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _claim_directory(path: Path) -> None:
-    """Create ``path``, or accept it if it is an empty directory; refuse anything else."""
+    """Create ``path``, or accept it if it is an empty directory or holds only what a
+    killed ``save`` left (shards, temporary files, no manifest); refuse anything else."""
     if path.exists():
         if not path.is_dir():
             raise ValueError(f"{path} exists and is not a directory; a ShardedIndex needs a "
@@ -431,7 +436,7 @@ def _claim_directory(path: Path) -> None:
         if (path / MANIFEST).exists():
             raise ValueError(f"{path} already holds a ShardedIndex; reopen it with "
                              f"load_index(path) (reset() empties it) or pick another directory")
-        if any(path.iterdir()):
+        if not all(written_by(p.name, _OURS) for p in path.iterdir()):
             raise ValueError(f"{path} is not empty and holds no ShardedIndex; refusing to "
                              f"write shards among other files: pass a new or empty directory")
     path.mkdir(parents=True, exist_ok=True)
@@ -443,17 +448,4 @@ def _read_manifest(path: Path) -> dict:
     if not file.is_file():
         raise ValueError(f"{path} is a directory without a ShardedIndex manifest ({MANIFEST}); "
                          f"pass the directory of a ShardedIndex or the file of a saved index")
-    try:
-        manifest = json.loads(file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file} is damaged: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise ValueError(f"{file} is not a ShardedIndex manifest (no {FORMAT_NAME} tag)")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path} was written in ShardedIndex format version "
-                         f"{manifest.get('version')}; this retgen_ref reads version "
-                         f"{FORMAT_VERSION}. Rebuild the index.")
-    checksum = manifest.pop("checksum", None)
-    if _digest(manifest) != checksum:
-        raise ValueError(f"{file} is damaged: its checksum does not match its contents")
-    return manifest
+    return read_manifest(file, FORMAT_NAME, FORMAT_VERSION, "ShardedIndex", "Rebuild the index.")
