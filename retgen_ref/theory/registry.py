@@ -19,10 +19,18 @@ Verdicts:
 ``not-checkable``
     it makes no statement a computation can test (undefined symbols, an O(·) with no
     constants over an unbounded range, ...); ``reading`` says why.
+
+A check is worth what it can refute, so every claimed quantity (a bound's constant, a rate
+exponent, an optimum, a formula) is a keyword-only parameter of the check with the paper's
+value as default: ``run_claim(id, claimed={"constant": 60})`` checks another claim with the
+same evidence. Each claim registers *mutants*: claims the evidence must refute
+(``refuted_by``) and, for a false claim, tightened corrections it must break
+(``correction_broken_by``); ``tests/test_theory_mutants.py`` runs them all.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -30,8 +38,8 @@ from typing import Callable
 import numpy as np
 
 VERDICTS = ("holds", "holds-under-conditions", "false", "not-checkable")
-PAPERS = ("retgen", "retgen_v2", "rag_math_foundations", "rag_math_notes_part5")
-SEEDS = (0, 1)  # the default seed and the second seed the tests re-run every check with
+PAPERS = ("retgen", "retgen_v2", "rag_math_foundations", "rag_math_notes_part5", "rag_overview")
+SEEDS = tuple(range(10))  # the default seed first; every verdict must hold over all (fast)
 
 
 @dataclass
@@ -48,39 +56,84 @@ class Finding:
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict={self.verdict!r}; choose one of {VERDICTS}")
-        if self.verdict == "false" and (not self.counterexample or not self.corrected):
-            raise ValueError("a 'false' verdict needs a counterexample and a corrected statement")
+        if self.verdict == "false" and not self.counterexample:
+            raise ValueError("a 'false' verdict needs a counterexample")
         if self.verdict == "holds-under-conditions" and not self.conditions:
             raise ValueError("a 'holds-under-conditions' verdict must name its conditions")
 
 
 @dataclass
 class Claim:
-    """A registered claim: ``id`` is ``paper/name`` (paper = file name without ``.md``)."""
+    """A registered claim: ``id`` is ``paper/name`` (paper = file name without ``.md``).
+
+    ``claimed`` holds the paper's value of every claimed quantity (the check's keyword-only
+    parameters and their defaults); ``refuted_by`` and ``correction_broken_by`` are the
+    mutants, each a dict of other values for some of them. ``nature`` is
+    ``"mathematics"`` (a statement that is true or false as mathematics) or
+    ``"measurement"`` (a measured claim about the papers' system, which may not reproduce
+    here without being wrong as mathematics).
+    """
 
     id: str
     statement: str
     reading: str
     check: Callable = field(repr=False)
+    claimed: dict = field(default_factory=dict)
+    refuted_by: tuple = ()
+    correction_broken_by: tuple = ()
+    nature: str = "mathematics"
 
     @property
     def paper(self) -> str:
         return self.id.split("/", 1)[0]
 
+    @property
+    def mutants(self) -> list[tuple[str, dict]]:
+        """``(what must happen, overrides)``: ``"refuted"`` or ``"correction broken"``."""
+        return ([("refuted", m) for m in self.refuted_by]
+                + [("correction broken", m) for m in self.correction_broken_by])
+
 
 CLAIMS: dict[str, Claim] = {}
 
 
-def claim(id: str, statement: str, reading: str):
-    """Register the decorated ``check(rng, fast) -> Finding`` as claim ``id``."""
+def claimed_quantities(check: Callable) -> dict:
+    """The keyword-only parameters of ``check(rng, fast, *, ...)`` with their defaults."""
+    params = inspect.signature(check).parameters.values()
+    out = {}
+    for p in params:
+        if p.kind is p.KEYWORD_ONLY:
+            if p.default is p.empty:
+                raise ValueError(f"{check.__name__}: claimed quantity {p.name!r} needs the "
+                                 "paper's value as its default")
+            out[p.name] = p.default
+    return out
+
+
+NATURES = ("mathematics", "measurement")
+
+
+def claim(id: str, statement: str, reading: str, *, refuted_by=(), correction_broken_by=(),
+          nature: str = "mathematics"):
+    """Register the decorated ``check(rng, fast, *, claimed...) -> Finding`` as claim ``id``,
+    with the mutants that its evidence must refute (module docstring)."""
     paper = id.split("/", 1)[0]
     if "/" not in id or paper not in PAPERS:
         raise ValueError(f"claim id {id!r} must be 'paper/name' with paper in {PAPERS}")
+    if nature not in NATURES:
+        raise ValueError(f"nature={nature!r}; choose one of {NATURES}")
 
     def register(check):
         if id in CLAIMS:
             raise ValueError(f"claim {id!r} is registered twice")
-        CLAIMS[id] = Claim(id, statement, reading, check)
+        claimed = claimed_quantities(check)
+        for mutant in (*refuted_by, *correction_broken_by):
+            unknown = set(mutant) - set(claimed)
+            if not mutant or unknown:
+                raise ValueError(f"claim {id!r}: mutant {mutant} must change some of the "
+                                 f"claimed quantities {sorted(claimed)}")
+        CLAIMS[id] = Claim(id, statement, reading, check, claimed, tuple(refuted_by),
+                           tuple(correction_broken_by), nature)
         return check
 
     return register
@@ -88,27 +141,36 @@ def claim(id: str, statement: str, reading: str):
 
 def judge(evidence: dict, violation: float, tolerance: float, *, counterexample=None,
           corrected: str | None = None, corrected_violation: float | None = None,
-          conditions: str | None = None, holds_without_conditions: bool = True) -> Finding:
-    """The verdict from the numbers: ``violation`` is the worst measured excess of the
-    claim over what it allows (``≤ tolerance`` means no test case broke it).
+          conditions: str | None = None,
+          unconditional_violation: float | None = None) -> Finding:
+    """The verdict from the numbers alone.
 
-    A broken claim is ``false``: pass the ``counterexample`` (numbers) that broke it and a
-    ``corrected`` statement with ``corrected_violation``, its own worst excess on the same
-    cases; it is ``corrected_verified`` when that is within ``tolerance``. A claim that
-    holds but needed ``conditions`` to be true is ``holds-under-conditions``
-    (``holds_without_conditions=False``).
+    ``violation`` is the worst measured excess of the claim over what it allows, on the
+    cases it speaks of (``≤ tolerance``: no case broke it). A broken claim is ``false``,
+    whatever else is passed: ``counterexample`` is its worst case (the numbers that broke
+    it; pass it always, it is only shown when the claim fails) and ``corrected`` a
+    corrected statement whose own worst excess on the same cases is
+    ``corrected_violation``; it is ``corrected_verified`` when that is within
+    ``tolerance``. A check without a correction still returns ``false``, unverified.
+
+    A claim that needs ``conditions`` passes ``unconditional_violation``, the worst excess
+    measured on cases that break the conditions: the verdict is ``holds-under-conditions``
+    if that exceeds ``tolerance`` (the conditions are needed) and ``holds`` if not.
     """
     evidence = {**evidence, "worst_violation": float(violation), "tolerance": float(tolerance)}
-    if violation > tolerance:
-        if counterexample is None or corrected is None or corrected_violation is None:
-            raise ValueError("the claim failed: give the counterexample, a corrected statement "
-                             "and the corrected statement's measured violation")
+    if (conditions is None) != (unconditional_violation is None):
+        raise ValueError("conditions and unconditional_violation go together: measure the "
+                         "claim on cases outside its conditions")
+    if corrected_violation is not None:
         evidence["corrected_worst_violation"] = float(corrected_violation)
-        return Finding("false", evidence, counterexample, corrected,
-                       bool(corrected_violation <= tolerance), conditions)
-    if not holds_without_conditions:
-        if not conditions:
-            raise ValueError("name the conditions the claim needs")
+    if unconditional_violation is not None:
+        evidence["unconditional_worst_violation"] = float(unconditional_violation)
+    if not violation <= tolerance:  # NaN counts as broken
+        verified = corrected is not None and corrected_violation is not None and \
+            bool(corrected_violation <= tolerance)
+        return Finding("false", evidence, counterexample or {"worst_violation": violation},
+                       corrected, verified, conditions)
+    if conditions is not None and not unconditional_violation <= tolerance:
         return Finding("holds-under-conditions", evidence, conditions=conditions)
     return Finding("holds", evidence)
 
@@ -129,28 +191,37 @@ def not_checkable(why: str, evidence: dict | None = None) -> Finding:
 
 def claim_order(claim_id: str) -> tuple:
     """Sort key: the paper (in :data:`PAPERS` order), then the section numbers in the
-    name (``thm4.2`` → (4, 2); ``table6`` → (6,)), a section's theorems before its
-    corollaries and tables; names without numbers keep their registration order."""
+    name (``thm4.2`` → (4, 2); ``table6`` → (6,); ``s10-gpt3`` → (10,)), in a section its
+    definitions, then theorems, then corollaries, tables and the rest; names without
+    numbers keep their registration order."""
     import re
     paper, name = claim_id.split("/", 1)
-    numbered = re.fullmatch(r"(thm|cor|table|app)([\d.]+)", name)
+    numbered = re.fullmatch(r"(def|thm|cor|table|app|s)([\d.]+)(-.*)?", name)
     numbers = ([int(n) for n in numbered.group(2).split(".") if n] if numbered
                else [float("inf")])
-    return (PAPERS.index(paper), numbers[0], not name.startswith("thm"), numbers[1:])
+    rank = {"def": 0, "thm": 1}.get(numbered.group(1), 2) if numbered else 2
+    return (PAPERS.index(paper), numbers[0], rank, numbers[1:])
 
 
-def run_claim(claim_id: str, seed: int = SEEDS[0], fast: bool = False) -> dict:
-    """Check one claim; the row of ``retgen-ref verify --json``."""
+def run_claim(claim_id: str, seed: int = SEEDS[0], fast: bool = False,
+              claimed: dict | None = None) -> dict:
+    """Check one claim, against the paper's quantities or the ``claimed`` ones given; the
+    row of ``retgen-ref verify --json``."""
     if claim_id not in CLAIMS:
         raise ValueError(f"no claim {claim_id!r}; `retgen-ref verify --list` shows them")
     c = CLAIMS[claim_id]
+    unknown = set(claimed or {}) - set(c.claimed)
+    if unknown:
+        raise ValueError(f"{claim_id} claims no quantity {sorted(unknown)}; its claimed "
+                         f"quantities are {sorted(c.claimed) or 'none'}")
+    values = {**c.claimed, **(claimed or {})}
     start = time.perf_counter()
-    finding = c.check(np.random.default_rng(seed), fast)
+    finding = c.check(np.random.default_rng(seed), fast, **values)
     if not isinstance(finding, Finding):
         raise TypeError(f"the check of {claim_id} returned {type(finding).__name__}, "
                         "not a Finding")
     row = {"id": c.id, "paper": c.paper, "statement": c.statement, "reading": c.reading,
-           **asdict(finding)}
+           "claimed": _plain(values), **asdict(finding)}
     row["evidence"] = _plain(row["evidence"])
     row["counterexample"] = _plain(row["counterexample"])
     row["seconds"] = time.perf_counter() - start

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lm.patterns import add_to_table, extract_patterns, pattern_ids
+from ..lm.patterns import add_to_table, count_patterns, extract_patterns, pattern_ids
 from .registry import claim, judge
-
-RESOLUTIONS = (1, 2)
 
 
 def _markov_stream(rng, n: int, vocab: int = 300) -> np.ndarray:
@@ -30,61 +28,82 @@ def _markov_stream(rng, n: int, vocab: int = 300) -> np.ndarray:
     return out
 
 
-def _as_dict(table) -> dict:
+def _canonical(table):
+    """``table`` regrouped by :func:`count_patterns` (rows in lexicographic order), the
+    form :func:`extract_patterns` builds, so a merged table compares with a rebuilt one."""
     rows = np.repeat(np.arange(len(table)), np.diff(table.offsets))
-    return {(tuple(table.contexts[r]), int(t)): float(c)
-            for r, t, c in zip(rows, table.next_tokens, table.next_counts)}
+    return count_patterns(table.contexts[rows], table.next_tokens, table.next_counts)
+
+
+def _table_difference(a, b) -> float:
+    """0 if the two tables hold the same patterns and counts, else the largest count
+    difference (or 1 if their patterns differ)."""
+    if not (np.array_equal(a.contexts, b.contexts) and np.array_equal(a.offsets, b.offsets)
+            and np.array_equal(a.next_tokens, b.next_tokens)):
+        return 1.0
+    return float(np.abs(a.next_counts - b.next_counts).max())
 
 
 @claim("retgen/thm9.1",
        "Adding a document of m tokens costs O(m·ℓ·(d + log M)), independent of the corpus "
        "size N.",
-       "The work the update must do: the patterns it touches (rows whose counts change) "
-       "and the contexts it appends to the index must be ≤ m per resolution for every N, "
-       "and the updated table must equal a rebuild on corpus + document. Also measured: "
-       "the entries our CSR merge re-sorts (table + new), which grow with N.")
-def thm9_1(rng, fast):
+       "The rows the update must touch, counted on our pattern tables for resolutions "
+       "1…ℓ: patterns whose counts change (touched) and contexts appended to the index "
+       "(each then embedded, O(ℓ·d), and inserted, O(d·log M) with HNSW: measured in "
+       "Thm 5.2/6.2), swept over N (corpus tokens), m and ℓ = 1…8; each count must stay "
+       "within m^a·ℓ^b·N^c (exponents claimed: 1, 1, 0) with constant 1 — one row per "
+       "token and resolution — and the updated table must equal a rebuild on corpus + "
+       "document. Unconditional: the entries our CSR merge re-sorts (table + new).",
+       refuted_by=({"m_exponent": 0.8}, {"ell_exponent": 0.8}, {"n_exponent": -0.2}))
+def thm9_1(rng, fast, *, m_exponent=1.0, ell_exponent=1.0, n_exponent=0.0):
     Ns = [5_000, 20_000] if fast else [5_000, 20_000, 80_000]
-    ms = [50, 500]
+    ms, ells = [50, 500, 2_000], [1, 2, 4, 8]
     stream = _markov_stream(rng, max(Ns) + max(ms))
-    rows, worst, rebuild_mismatch = [], 0.0, 0.0
+    rows, worst, worst_outside, rebuild_difference = [], None, 0.0, 0.0
     for N in Ns:
         base = stream[:N]
         for m in ms:
             doc = stream[-m:]
-            for r in RESOLUTIONS:
-                table = extract_patterns(base, r)
-                new = extract_patterns(doc, r)
-                merged, appended = add_to_table(table, new)
-                touched = len(new)  # rows of the merged table that received counts
-                assert (pattern_ids(merged, new.contexts) >= 0).all()
-                rebuilt = _as_dict(extract_patterns([base, doc], r))
-                got = _as_dict(merged)
-                mismatch = max(abs(got.get(key, 0.0) - val) for key, val in rebuilt.items())
-                mismatch = max(mismatch, float(len(set(got) ^ set(rebuilt))))
-                rebuild_mismatch = max(rebuild_mismatch, mismatch)
-                worst = max(worst, touched / m - 1, len(appended) / m - 1)
-                rows.append({"N": N, "m": m, "r": r, "touched_patterns": touched,
-                             "appended_to_index": len(appended), "stored_patterns": len(table),
-                             "entries_resorted_by_merge": len(table.next_tokens)
-                             + len(new.next_tokens)})
-    return judge({"cases": rows, "rebuild_max_abs_diff": rebuild_mismatch},
-                 max(worst, rebuild_mismatch), 1e-9,
-                 conditions="the O(m) work (touched patterns, appended index rows, both "
-                            "≤ m per resolution for every N here) is independent of N only "
+            touched = appended = resorted = 0
+            for r in range(1, max(ells) + 1):
+                table, new = extract_patterns(base, r), extract_patterns(doc, r)
+                merged, added = add_to_table(table, new)
+                rebuild_difference = max(rebuild_difference, _table_difference(
+                    _canonical(merged), extract_patterns([base, doc], r)))
+                touched += len(new)  # rows of the merged table that received counts
+                appended += len(added)
+                resorted += len(table.next_tokens) + len(new.next_tokens)
+                if r not in ells:
+                    continue
+                bound = m ** m_exponent * r ** ell_exponent * N ** n_exponent
+                row = {"N": N, "m": m, "ell": r, "touched_patterns": touched,
+                       "appended_to_index": appended, "entries_resorted_by_merge": resorted,
+                       "bound": bound}
+                rows.append(row)
+                if worst is None or touched / bound > worst["touched_patterns"] / worst["bound"]:
+                    worst = row
+                worst_outside = max(worst_outside, resorted / bound - 1)
+    violation = max(worst["touched_patterns"] / worst["bound"] - 1, rebuild_difference)
+    return judge({"cases": rows, "rebuild_max_difference": rebuild_difference},
+                 violation, 1e-9,
+                 counterexample={**worst, "rebuild_max_difference": rebuild_difference},
+                 conditions="the O(m·ℓ) rows (touched patterns ≥ appended index rows, both "
+                            "≤ m per resolution for every N here) are the whole update only "
                             "with an in-place hash table and an index with O(d log M) "
                             "inserts; our CSR add_to_table re-sorts all stored entries "
-                            "(entries_resorted_by_merge grows with N), and an exact index "
-                            "insert is O(d) but its searches are O(M·d)",
-                 holds_without_conditions=False)
+                            f"(entries_resorted_by_merge up to {worst_outside + 1:.0f}× m·ℓ, "
+                            "growing with N)",
+                 unconditional_violation=worst_outside)
 
 
-def _drift_error(n_old_steps: int, old_rate: int, new_rate: int, lam: float, tau: int):
+def _drift_error(n_old_steps: int, old_rate: int, new_rate: int, lam: float, tau: int,
+                 formula_lam: float):
     """P(b | a) after τ unit-time updates with a → c, when earlier data said a → b.
 
     Old data: ``old_rate`` pairs (a, b) added at each of ``n_old_steps`` times before the
-    drift (1 step = a burst at once). Returns the measured error, the exact formula and the
-    number of new tokens."""
+    drift (1 step = a burst at once). Returns the error measured on our decayed tables,
+    the closed form W_old·e^{−λτ} / (W_old·e^{−λτ} + W_new(τ)) evaluated with decay
+    ``formula_lam``, and the number of new tokens."""
     a, b, c = 10, 11, 12
     table = None
     for _ in range(n_old_steps):
@@ -96,8 +115,9 @@ def _drift_error(n_old_steps: int, old_rate: int, new_rate: int, lam: float, tau
     row = int(pattern_ids(table, np.array([[a]], np.int32))[0])
     toks, counts = table.next_token_counts(row)
     err = float(counts[toks == b].sum() / counts.sum())
-    w_old = old_rate * sum(np.exp(-lam * j) for j in range(n_old_steps)) * np.exp(-lam * tau)
-    w_new = new_rate * sum(np.exp(-lam * j) for j in range(tau))
+    decay = np.exp(-formula_lam * np.arange(max(n_old_steps, tau)))
+    w_old = old_rate * decay[:n_old_steps].sum() * np.exp(-formula_lam * tau)
+    w_new = new_rate * decay[:tau].sum()
     return err, float(w_old / (w_old + w_new)), new_rate * tau
 
 
@@ -105,18 +125,23 @@ def _drift_error(n_old_steps: int, old_rate: int, new_rate: int, lam: float, tau
        "With weights w(t) = e^{−λt}, |P_RETGEN,t(y|x) − P_true,t(y|x)| ≤ e^{−λτ} + "
        "O(n^{−1/2}), τ the time since the drift.",
        "Deterministic streams (no sampling noise, so the O(n^{−1/2}) term is read as "
-       "n_new^{−1/2} with constant 1, n_new the tokens seen since the drift): before the "
-       "drift x = a is followed by b, after it by c; the error is P(b | a) after τ unit-time "
-       "updates with our decayed count tables. Cases: a long stationary stream before the "
-       "drift (same rate) and a large one-off burst of old data.")
-def thm9_2(rng, fast):
+       "noise_constant·n_new^{−1/2}, n_new the tokens seen since the drift; the decay term "
+       "as e^{−bound_decay·λτ}; both claimed 1): before the drift x = a is followed by b, "
+       "after it by c; the error is P(b | a) after τ unit-time updates with our decayed "
+       "count tables. Cases: a long stationary stream before the drift (same rate) and a "
+       "large one-off burst of old data. The correction is a closed form (decay "
+       "corrected_decay·λ, claimed 1) that must match the tables' error to rounding.",
+       refuted_by=({"noise_constant": 2.0}, {"bound_decay": 0.5}),
+       correction_broken_by=({"corrected_decay": 1.1}, {"corrected_decay": 0.9}))
+def thm9_2(rng, fast, *, bound_decay=1.0, noise_constant=1.0, corrected_decay=1.0):
     cases = []
     taus = [2, 5, 10] if fast else [1, 2, 5, 10, 20]
     for name, steps, old_rate, new_rate, lam in (("stationary", 60, 10, 10, 0.2),
                                                   ("burst", 1, 10_000, 10, 0.5)):
         for tau in taus:
-            err, formula, n_new = _drift_error(steps, old_rate, new_rate, lam, tau)
-            bound = np.exp(-lam * tau) + n_new ** -0.5
+            err, formula, n_new = _drift_error(steps, old_rate, new_rate, lam, tau,
+                                               corrected_decay * lam)
+            bound = np.exp(-bound_decay * lam * tau) + noise_constant * n_new ** -0.5
             cases.append({"case": name, "lambda": lam, "tau": tau, "old_rate": old_rate,
                           "old_steps": steps, "new_rate": new_rate, "error": err,
                           "paper_bound": float(bound), "exact_formula": formula})
