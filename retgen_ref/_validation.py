@@ -124,9 +124,16 @@ def available_memory() -> int | None:
         return None
 
 
+#: Requests below this size are never refused, so the common search does not read
+#: ``/proc/meminfo`` on every call.
+ALWAYS_FITS = 64 * 2 ** 20
+
+
 def check_fits(nbytes: int, what: str, fix: str) -> None:
     """Refuse, before any work, a request whose output alone takes more than half of the
     memory available now (:func:`available_memory`); ``fix`` says what to change."""
+    if nbytes < ALWAYS_FITS:
+        return
     available = available_memory()
     if available is not None and nbytes > available // 2:
         raise ValueError(f"{what} would take {nbytes / 2**30:.1f} GiB, more than half of "

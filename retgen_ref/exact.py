@@ -45,11 +45,11 @@ def n_candidates(k: int, n: int) -> int:
     return min(n, 2 * k + CANDIDATE_MARGIN)
 
 
-def error_bounds(queries: np.ndarray, max_sq_norm: float, metric: str) -> np.ndarray:
-    """``E(q)`` of the module docstring for every query, float64 ``(nq,)``."""
-    d = queries.shape[1]
+def error_bounds(query_sq_norms: np.ndarray, d: int, max_sq_norm: float,
+                 metric: str) -> np.ndarray:
+    """``E(q)`` of the module docstring for every query (given ``‖q‖²``), float64 ``(nq,)``."""
     R = np.sqrt(max_sq_norm)
-    qn = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
+    qn = np.sqrt(query_sq_norms)
     gamma = 2.0 * (d + 2) * UNIT_ROUNDOFF
     return gamma * ((R * R + 2.0 * qn * R) if metric == "l2" else qn * R)
 
@@ -175,9 +175,9 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
     alpha, beta, _ = METRIC_FORM[metric]
     alpha, beta = np.float32(alpha), np.float32(beta)
     use_l2 = metric == "l2"
-    bounds = error_bounds(queries, max_sq_norm, metric)
-    shifts = (np.einsum("ij,ij->i", queries, queries, dtype=np.float64) if use_l2
-              else np.zeros(nq))
+    query_sq_norms = np.einsum("ij,ij->i", queries, queries, dtype=np.float64)
+    bounds = error_bounds(query_sq_norms, queries.shape[1], max_sq_norm, metric)
+    shifts = query_sq_norms if use_l2 else np.zeros(nq)
     n_cand = n_candidates(k, n)
     out_v = np.empty((nq, k))
     out_i = np.empty((nq, k), dtype=np.int64)

@@ -31,6 +31,7 @@ same evidence. Each claim registers *mutants*: claims the evidence must refute
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -182,6 +183,15 @@ def loglog_slope(xs, ys, last: int | None = None) -> float:
     if last is not None:
         xs, ys = xs[-last:], ys[-last:]
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+def rounding_excess(value: float, printed: float, significant: int | None = None) -> float:
+    """How far ``value`` lies outside the rounding of a printed number: ``|value − printed|``
+    less half a unit of its last digit (printed to units, or to ``significant`` digits).
+    ``≤ 0``: the printed number is ``value`` rounded."""
+    unit = 1.0 if significant is None else 10.0 ** (math.floor(math.log10(abs(printed)))
+                                                     - significant + 1)
+    return abs(value - printed) - 0.5 * unit
 
 
 def not_checkable(why: str, evidence: dict | None = None) -> Finding:

@@ -21,7 +21,7 @@ from ..index import FlatIndex
 from ..index.hnsw import HNSWIndex
 from ..lm.embed import ContextEncoder
 from ..lm.patterns import extract_patterns
-from .registry import claim, judge
+from .registry import claim, judge, rounding_excess
 
 #: A fitted monomial is resolved when it makes at least this share of the work somewhere.
 RESOLVED_SHARE = 0.01
@@ -66,7 +66,7 @@ def growth_excess(measured, claimed, where=None, step: float = 0.05) -> tuple[fl
     return worst, worst_u
 
 
-def _named(monomials: dict, names: tuple) -> dict:
+def named_monomials(monomials: dict, names: tuple) -> dict:
     """``{"n^2·d": constant}`` for evidence."""
     return {"·".join(f"{v}^{e}" if e != 1 else v for v, e in zip(names, m) if e) or "1":
             float(f"{c:.4g}") for m, c in monomials.items()}
@@ -141,7 +141,7 @@ def thm5_1(rng, fast, *, monomials=((1, 2, 2), (1, 1, 3)),
     outside = growth_excess(fit, simplified_monomials, where=lambda u: u[1] > u[2])
     worst = max(parts, key=lambda k: parts[k][0])
     return judge({"L": list(Ls), "n_and_d": list(sizes),
-                  "fitted_flops": _named(fit, ("L", "n", "d")),
+                  "fitted_flops": named_monomials(fit, ("L", "n", "d")),
                   "excess_by_part": {k: v[0] for k, v in parts.items()},
                   "simplified_excess_when_n_outgrows_d": outside[0],
                   "note": "the statement is tight in the n direction and loose by a factor "
@@ -149,10 +149,10 @@ def thm5_1(rng, fast, *, monomials=((1, 2, 2), (1, 1, 3)),
                  parts[worst][0], EXPONENT_TOLERANCE,
                  counterexample={"part": worst, "excess_exponent": parts[worst][0],
                                  "direction_L_n_d": parts[worst][1],
-                                 "fitted_flops": _named(fit, ("L", "n", "d"))})
+                                 "fitted_flops": named_monomials(fit, ("L", "n", "d"))})
 
 
-class _CountingArray(np.ndarray):
+class CountingArray(np.ndarray):
     """Word vectors that count the entries every indexing of them returns (``gathered``)."""
 
     def __getitem__(self, key):
@@ -175,7 +175,7 @@ def _indexing_work(rng, lengths, dims, sizes):
             m = len(table)
             table_rows.append((ell, 1, math.log2(m), table.nbytes / 4 / m))
             for d in dims:
-                words = rng.standard_normal((4_096, d)).astype(np.float32).view(_CountingArray)
+                words = rng.standard_normal((4_096, d)).astype(np.float32).view(CountingArray)
                 vectors = ContextEncoder(words, {"local": 1.0}).encode(table.contexts)
                 embed_rows.append((ell, d, math.log2(m), words.gathered / m))
                 index = FlatIndex(d, "ip")
@@ -228,15 +228,15 @@ def thm5_2(rng, fast, *, total=((1, 1, 0), (1, 0, 1)), embedding=((1, 1, 0),),
     worst = max(parts, key=lambda k: parts[k][0])
     worst_outside = max(outside, key=lambda k: outside[k][0])
     return judge({"corpus_sizes": list(sizes),
-                  "fitted_work_per_pattern": {k: _named(v, names) for k, v in fits.items()},
+                  "fitted_work_per_pattern": {k: named_monomials(v, names) for k, v in fits.items()},
                   "hnsw_distances_per_insert": {m: round(c, 1) for m, c in zip(hnsw_sizes, dist)},
-                  "hnsw_distances_fit": _named(distances, ("log2M",)),
+                  "hnsw_distances_fit": named_monomials(distances, ("log2M",)),
                   "excess_by_part": {k: v[0] for k, v in parts.items()},
                   "unconditional_excess_by_part": {k: v[0] for k, v in outside.items()}},
                  parts[worst][0], EXPONENT_TOLERANCE,
                  counterexample={"part": worst, "excess_exponent": parts[worst][0],
                                  "direction_ℓ_d_log2M": parts[worst][1],
-                                 "fitted_work": {k: _named(v, names) for k, v in fits.items()}},
+                                 "fitted_work": {k: named_monomials(v, names) for k, v in fits.items()}},
                  conditions="an exact index (the pattern table as the hash/sorted store, a "
                             "flat vector store); with HNSW an insertion makes α + β·log₂ M "
                             "distance computations (fitted) of d multiply-adds each, a "
@@ -260,8 +260,8 @@ def cor5_1(rng, fast, *, left=798, right=2.1e7, d_exponent=2):
     E, L, d, M = 3, 12, 768, 1e9
     left_value, right_value = d + math.log2(M), E * L * d ** d_exponent
     # printed to units and to two significant digits: half a unit of the last digit
-    arith = max(abs(left_value - left) - 0.5,
-                abs(right_value - right) - 0.5 * 10 ** (math.floor(math.log10(right)) - 1))
+    arith = max(rounding_excess(left_value, left),
+                rounding_excess(right_value, right, significant=2))
     conditioned, unconditional, worst_case = 0.0, 0.0, None
     for dim in (64, 768, 4096):
         side_ratio = E * L * dim ** d_exponent / (dim + math.log2(M))

@@ -21,9 +21,9 @@ from ..attention import retrieval_attention
 from ..index import IVFFlatIndex, LSHIndex
 from ..index.hnsw import HNSWIndex
 from ..lm.embed import ContextEncoder
-from .registry import claim, judge, loglog_slope
-from .retgen_s5 import (EXPONENT_TOLERANCE, _CountingArray, _named, fitted_monomials,
-                        growth_excess, hnsw_distance_counts, transformer_flops)
+from .registry import claim, judge, loglog_slope, rounding_excess
+from .retgen_s5 import (EXPONENT_TOLERANCE, CountingArray, fitted_monomials, growth_excess,
+                        hnsw_distance_counts, named_monomials, transformer_flops)
 
 #: HNSW beam width (ef_search = ef_construction) and LSH hyperplanes per table, both fixed.
 EF, NBITS = 40, 8
@@ -59,12 +59,12 @@ def thm6_1(rng, fast, *, monomials=((1, 1, 2),), corrected=((1, 1, 2), (2, 1, 1)
     fit = transformer_work(rng, fast)
     excess, direction = growth_excess(fit, monomials)
     corrected_excess, _ = growth_excess(fit, corrected)
-    return judge({"fitted_flops_per_token": _named(fit, ("C", "L", "d")),
+    return judge({"fitted_flops_per_token": named_monomials(fit, ("C", "L", "d")),
                   "claim_excess": excess, "claim_worst_direction_C_L_d": direction},
                  excess, EXPONENT_TOLERANCE,
                  counterexample={"claimed_monomials_C_L_d": monomials,
                                  "excess_exponent": excess, "direction_C_L_d": direction,
-                                 "fitted_flops_per_token": _named(fit, ("C", "L", "d"))},
+                                 "fitted_flops_per_token": named_monomials(fit, ("C", "L", "d"))},
                  corrected="Full recomputation costs O(T·L·(C·d² + C²·d)) (measured: "
                            "12·C·L·d² + 2·C²·L·d multiply-adds per token): the attention term "
                            "C²·d outgrows C·d² once C > d (GPT-2: C = 2048 > d = 768).",
@@ -152,7 +152,7 @@ def _embedding_rows(rng, lengths, dims, nq=50, vocab=500):
     rows = []
     for ell in lengths:
         for d in dims:
-            words = rng.standard_normal((vocab, d)).astype(np.float32).view(_CountingArray)
+            words = rng.standard_normal((vocab, d)).astype(np.float32).view(CountingArray)
             ContextEncoder(words, {"local": 1.0}).encode(rng.integers(0, vocab, (nq, ell)))
             rows.append((ell, d, words.gathered / nq))
     return rows
@@ -214,7 +214,7 @@ def thm6_2(rng, fast, *, embedding=((0, 1),), exact=((1, 0, 0), (1, 1, 0), (1, 0
                        "lsh": growth_excess(fits["lsh"], corrected_lsh)}
     names = {"embedding": ("ℓ", "d"), "exact": ("d", "M", "k"),
              "hnsw": ("d", "log2M", "k"), "lsh": ("d", "L", "K")}
-    fitted = {k: _named(v, names[k]) for k, v in fits.items()}
+    fitted = {k: named_monomials(v, names[k]) for k, v in fits.items()}
     worst = max(parts, key=lambda k: parts[k][0])
     worst_outside = max(outside, key=outside.get)
     return judge({"fitted_work_per_query": fitted, "variables": names,
@@ -257,8 +257,8 @@ def cor6_1(rng, fast, *, left=80, right=1.9e7, d_exponent=1):
     left_value, right_value = math.log2(M) + k, C * L * d ** d_exponent
     algebra = (abs((d * math.log2(M) + k * d) / d - left_value)
                + abs(C * L * d ** 2 / d - right_value))
-    arith = max(abs(left_value - left) - 0.5,
-                abs(right_value - right) - 0.5 * 10 ** (math.floor(math.log10(right)) - 1))
+    arith = max(rounding_excess(left_value, left),
+                rounding_excess(right_value, right, significant=2))
     sizes = (1_000, 4_000) if fast else (1_000, 4_000, 16_000)
     dist = fitted_monomials([[math.log2(m)] for m in sizes],
                             hnsw_distance_counts(rng, sizes, d=32), (1,))
@@ -277,8 +277,8 @@ def cor6_1(rng, fast, *, left=80, right=1.9e7, d_exponent=1):
     worst = max(said_faster, key=lambda case: ratio(*case))
     return judge({"left": left_value, "right": right_value, "algebra_error": algebra,
                   "arith_excess_over_rounding": arith,
-                  "hnsw_distances_fit": _named(dist, ("log2M",)),
-                  "transformer_flops_fit": _named(transformer, ("C", "L", "d")),
+                  "hnsw_distances_fit": named_monomials(dist, ("log2M",)),
+                  "transformer_flops_fit": named_monomials(transformer, ("C", "L", "d")),
                   "example_retgen_over_transformer": example,
                   "criterion_cases_said_faster": len(said_faster),
                   "criterion_worst_case": dict(zip("CLdMk", worst)),
