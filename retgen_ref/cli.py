@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 from . import __version__
 
 DEMO_TRAIN_TOKENS = 300_000
+#: The smallest value of each integer option, checked by :func:`main` before any work.
+MINIMUMS = {"keys": 1, "queries": 1, "train_tokens": 0, "k": 1, "max_tokens": 1,
+            "width": 10, "beam_width": 1, "top_k": 0}
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -34,14 +39,55 @@ def _progress():
                                flush=True)
 
 
+def _note(args: argparse.Namespace, message: str) -> None:
+    print(f"retgen-ref {args.command}: note: {message}", file=sys.stderr)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Refuse ``what`` (a flag and its path) unless the nearest existing one of ``folder``
+    and its parents is a folder this process may write in."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{what}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what}: no permission to write in {existing}; choose a folder you "
+                         "can write to")
+
+
+def _check_out(path: Path, overwrite: bool) -> None:
+    """Refuse, before training, a ``--out`` the model could not be saved in (a file, a
+    folder not writable) or that holds files, unless ``--overwrite``."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file; give the name of a new or empty folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(f"--out {path} is not empty; pass --overwrite to save the model there "
+                         "(replacing a model saved in it), or give a new or empty folder")
+    _check_writable(path, f"--out {path}")
+
+
+def _check_prompt(args: argparse.Namespace, model, text: str, what: str) -> None:
+    """Refuse an empty prompt or one with no known word; note the words read as <unk>."""
+    from .lm.generate import encode_prompt, quoted
+
+    _, unknown = encode_prompt(model, text, what)
+    if unknown:
+        _note(args, f"read as <unk> ({_plural(len(unknown), 'word')} of the {what} not in the "
+                    f"vocabulary, which is fixed at training): {quoted(unknown)}")
+
+
 def train(args: argparse.Namespace) -> int:
     """Train a RETGEN model on a corpus and save it (retgen.md §11.1)."""
     from .lm import RetgenLM, load_corpus
 
-    corpus = load_corpus(args.corpus)
+    _check_out(Path(args.out), args.overwrite)
     model = RetgenLM(index=args.index, index_params=dict(args.index_param),
                      resolutions=args.resolutions, seed=args.seed, decay_rate=args.decay_rate,
                      rerank=args.rerank, policy=args.policy)
+    corpus = load_corpus(args.corpus)
     model.fit(corpus, progress=_progress())
     model.save(args.out)
     report = model.fit_report_
@@ -85,9 +131,11 @@ def generate(args: argparse.Namespace) -> int:
     """Continue a prompt with a saved model, optionally with each token's retrieval trace."""
     from .lm import RetgenLM
 
+    decoding = _decoding(args)
     model = RetgenLM.load(args.model)
+    _check_prompt(args, model, args.prompt, "prompt")
     result = model.generate(args.prompt, args.max_tokens, trace=args.trace or args.json,
-                            **_decoding(args))
+                            **decoding)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -102,10 +150,16 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def _decoding(args: argparse.Namespace) -> dict:
-    """The Decoder settings of the decoding options (:func:`_add_decoding_options`)."""
-    return {"strategy": args.strategy, "temperature": args.temperature, "top_k": args.top_k,
-            "top_p": args.top_p, "repetition_penalty": args.repetition_penalty,
-            "beam_width": args.beam_width, "seed": args.seed}
+    """The Decoder settings of the decoding options (:func:`_add_decoding_options`),
+    checked before any work."""
+    from .lm.generate import Decoder
+
+    settings = {"strategy": args.strategy, "temperature": args.temperature,
+                "top_k": args.top_k, "top_p": args.top_p,
+                "repetition_penalty": args.repetition_penalty, "beam_width": args.beam_width,
+                "seed": args.seed}
+    Decoder(**settings)  # raises ValueError for a bad setting
+    return settings
 
 
 RETRIEVERS = ("bm25", "tfidf", "dense")
@@ -117,20 +171,27 @@ def rag(args: argparse.Namespace) -> int:
     from .lm import RetgenLM
     from .lm.corpus import paragraphs_of
     from .rag import BM25Retriever, DenseRetriever, RetgenRAG, TfidfRetriever
+    from .rag.retgen_rag import QUERY_WINDOW
 
-    if args.width < 10:
-        raise ValueError("--width must be at least 10 characters")
+    if args.fit_tokens <= QUERY_WINDOW:
+        raise ValueError(f"--fit-tokens must be more than the {QUERY_WINDOW}-token query "
+                         "window")
+    decoding = _decoding(args)
+    say = _progress() or (lambda stage: None)
     model = RetgenLM.load(args.model)
+    _check_prompt(args, model, args.query, "query")
     passages = paragraphs_of(model.splits["train"])
+    if args.k > len(passages):
+        _note(args, f"--k {args.k} is more than the {len(passages):,} training paragraphs; "
+                    "retrieving all of them")
+    say(f"{args.retriever} over {len(passages):,} paragraphs")
     retriever = {"bm25": BM25Retriever, "tfidf": TfidfRetriever,
                  "dense": lambda: DenseRetriever(model.word_vectors)}[args.retriever]()
     retriever.fit(passages, len(model.vocab))
     rag_model = RetgenRAG(model, retriever, passages, k=args.k)
-    if args.fit_tokens <= rag_model.query_window:
-        raise ValueError(f"--fit-tokens must be more than the {rag_model.query_window}-token "
-                         "query window")
+    say("fitting tau_eta and the generator's mixture on valid")
     rag_model.fit("valid", max_tokens=min(args.fit_tokens, len(model.splits["valid"])))
-    generation, ids, eta = rag_model.generate(args.query, args.max_tokens, **_decoding(args))
+    generation, ids, eta = rag_model.generate(args.query, args.max_tokens, **decoding)
     shown = [{"passage": int(i), "p_eta": float(w),
               "text": model.vocab.detokenize(passages[i])} for i, w in zip(ids, eta)]
     if args.json:
@@ -155,13 +216,19 @@ def update(args: argparse.Namespace) -> int:
     """Add the documents of a corpus to a saved model in place (online learning, §9.1)."""
     from .lm import RetgenLM, read_documents
 
-    model = RetgenLM.load(args.model)
     texts = ["\n".join(doc.paragraphs) for doc in read_documents(args.corpus)]
+    model = RetgenLM.load(args.model)
     summary = model.add_documents(texts, timestamp=args.timestamp)
     model.save(args.model)
     new = sum(summary["new_patterns"].values())
-    print(f"added {summary['documents']} documents, {summary['tokens']:,} tokens: {new:,} new "
-          f"patterns, {model.n_patterns:,} in all; {summary['seconds']:.1f} s")
+    print(f"added {_plural(summary['documents'], 'document')}, "
+          f"{_plural(summary['tokens'], 'token')}: {_plural(new, 'new pattern')}, "
+          f"{model.n_patterns:,} in all; {summary['seconds']:.1f} s")
+    if summary["unknown_tokens"]:
+        from .lm.generate import quoted
+        _note(args, f"{_plural(summary['unknown_tokens'], 'token')} became <unk>: the "
+                    "vocabulary is fixed at training, and these words are not in it: "
+                    f"{quoted(summary['unknown_words'])} (retrain to learn them)")
     return 0
 
 
@@ -211,6 +278,10 @@ def verify(args: argparse.Namespace) -> int:
     if claimed and args.markdown:
         raise ValueError("the errata page is written for the papers' claims: drop --claim "
                          "or --markdown")
+    if args.markdown:
+        if Path(args.markdown).is_dir():
+            raise ValueError(f"--markdown {args.markdown} is a folder; give a file name")
+        _check_writable(Path(args.markdown).parent, f"--markdown {args.markdown}")
     table = not args.json
     if table:
         print(f"{'claim':<42} {'verdict':<24} {'seconds':>7}  corrected")
@@ -267,7 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help=train.__doc__, description=train.__doc__)
     p.add_argument("--corpus", default="austen",
                    help="'austen' (bundled) or a folder of UTF-8 .txt files (default austen)")
-    p.add_argument("--out", required=True, help="directory to save the model in")
+    p.add_argument("--out", required=True,
+                   help="directory to save the model in: new or empty, checked before training")
+    p.add_argument("--overwrite", action="store_true",
+                   help="save into a non-empty --out, replacing a model saved there")
     p.add_argument("--index", default="hnsw", choices=("flat", "hnsw", "ivf", "ivfpq"),
                    help="vector index of the patterns (default hnsw)")
     p.add_argument("--index-param", type=_index_param, action="append", default=[],
@@ -292,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help=generate.__doc__, description=generate.__doc__)
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
-    p.add_argument("--prompt", required=True, help="text to continue (unknown words are fine)")
+    p.add_argument("--prompt", required=True,
+                   help="text to continue; words outside the vocabulary read as <unk> (a note "
+                        "names them), a prompt of only such words is refused")
     p.add_argument("--max-tokens", type=int, default=40, help="tokens to generate (default 40)")
     _add_decoding_options(p)
     p.add_argument("--trace", action="store_true", help="show the patterns behind each token")
@@ -303,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
     p.add_argument("--query", required=True, help="text to retrieve passages for and continue")
     p.add_argument("--retriever", default="bm25", choices=RETRIEVERS, help="default bm25")
-    p.add_argument("--k", type=int, default=5, help="passages retrieved (default 5)")
+    p.add_argument("--k", type=int, default=5,
+                   help="passages retrieved (default 5); more than the model's training "
+                        "paragraphs retrieves them all, with a note")
     p.add_argument("--fit-tokens", type=int, default=4000,
                    help="valid tokens to fit τ_η and the generator's mixture on (default 4000)")
     p.add_argument("--width", type=int, default=160,
@@ -340,16 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("keys", "queries"):
-        if getattr(args, name, 1) < 1:
-            parser.error(f"--{name} must be >= 1")
-    if getattr(args, "train_tokens", 0) < 0:
-        parser.error("--train-tokens must be >= 0")
     try:
+        for name, minimum in MINIMUMS.items():
+            if getattr(args, name, minimum) < minimum:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {minimum}, got "
+                                 f"{getattr(args, name)}")
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"retgen-ref {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: saved files are written atomically, so intact
+        print(f"retgen-ref {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

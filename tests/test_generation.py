@@ -108,9 +108,24 @@ def test_trace_reports_patterns_with_weights_and_next_token_probability(model):
     assert weights == sorted(weights, reverse=True)
 
 
-def test_unknown_prompt_words_are_handled(model):
-    out = model.generate("the zyzzyva quixotically", 3)
-    assert len(out.tokens) == 3
+def test_unknown_prompt_words_are_handled_and_listed(model):
+    out = model.generate("the zyzzyva quixotically zyzzyva", 3)
+    assert len(out.tokens) == 3 and out.unknown_words == ["zyzzyva", "quixotically"]
+    assert model.generate(["the", "zyzzyva"], 2).unknown_words == ["zyzzyva"]
+    assert model.generate("she could not", 2).unknown_words == []
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t", [], np.array([], np.int64)])
+def test_empty_prompt_is_a_clear_error(model, prompt):
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        model.generate(prompt, 3)
+
+
+def test_prompt_of_only_unknown_words_is_refused_naming_them(model):
+    with pytest.raises(ValueError, match="'zyzzyva', 'quixotically'.*fixed at training"):
+        model.generate("Zyzzyva quixotically", 3)
+    with pytest.raises(ValueError, match="'zyzzyva'"):
+        model.generate(["zyzzyva"], 3, strategy="beam")
 
 
 def test_bad_decoding_settings_are_clear_errors(model):
@@ -159,6 +174,28 @@ def test_decayed_weight_of_pre_drift_data_is_exactly_exp_minus_lambda_tau(corpus
         model.add_documents([NEW_TEXT], timestamp=1.0)
 
 
+def test_empty_update_is_refused_and_letting_time_pass_is_not(model):
+    with pytest.raises(ValueError, match="no documents to add"):
+        model.add_documents([])
+    with pytest.raises(ValueError, match="every document given is empty or whitespace only"):
+        model.add_documents(["", "  \n\n \t"])
+    with pytest.raises(ValueError, match="every document given is empty or whitespace only"):
+        model.add_token_streams([np.array([], np.int32)])
+    with pytest.raises(ValueError, match="timestamp nan must be a finite number"):
+        model.add_documents([NEW_TEXT], timestamp=float("nan"))
+    later = copy.deepcopy(model)
+    assert later.add_documents([], timestamp=1.0)["documents"] == 0  # §9.2: only the clock
+    assert later.clock_ == 1.0
+
+
+def test_update_reports_the_tokens_read_as_unk(model):
+    online = copy.deepcopy(model)
+    summary = online.add_documents(["She saw a zyzzyva.\n\nThe zyzzyva and the quux left."])
+    assert summary["unknown_tokens"] == 3 and summary["unknown_words"] == ["zyzzyva", "quux"]
+    assert online.add_documents([NEW_TEXT])["unknown_tokens"] == int(
+        (encode_document(model.vocab, NEW_TEXT) == 0).sum())
+
+
 def test_update_and_generate_cli(model, corpus_dir, tmp_path, capsys):
     model.save(tmp_path / "m")
     extra = tmp_path / "extra"
@@ -173,6 +210,6 @@ def test_update_and_generate_cli(model, corpus_dir, tmp_path, capsys):
     assert set(out) == {"text", "tokens", "trace"} and len(out["tokens"]) == 5
     assert set(out["trace"][0]) == {"token", "prob", "patterns"}
     assert {"text", "resolution", "weight"} <= set(out["trace"][0]["patterns"][0])
-    assert main(["generate", "--model", str(tmp_path / "m"), "--prompt", "anne",
+    assert main(["generate", "--model", str(tmp_path / "m"), "--prompt", "walked",
                  "--max-tokens", "3", "--trace"]) == 0
     assert "P(tok|p)=" in capsys.readouterr().out

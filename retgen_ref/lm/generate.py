@@ -20,6 +20,10 @@ A repetition penalty ``ρ ≥ 1`` (§11.2's diversity penalty) divides the proba
 token by ``ρ^m``, ``m`` its count among the last ``penalty_window`` generated tokens, then
 renormalises. All randomness comes from ``np.random.default_rng(seed)``: the same seed
 gives the same text.
+
+The vocabulary is fixed at training: a prompt word outside it reads as ``<unk>``
+(:func:`encode_prompt`). A prompt with no token, or with no word the model knows, is refused;
+otherwise the words read as ``<unk>`` are listed in :attr:`Generation.unknown_words`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_int
+from .tokenize import UNK, tokenize
 
 STRATEGIES = ("greedy", "sample", "adaptive", "beam")
 
@@ -46,15 +51,45 @@ class TraceStep:
         return {"token": self.token, "prob": self.prob, "patterns": self.patterns}
 
 
+def encode_prompt(model, prompt, what: str = "prompt") -> tuple[np.ndarray, list[str]]:
+    """Token ids of a prompt (text, a token list or ids) for ``model`` (anything with
+    ``vocab`` and ``encode_context``), and its distinct words outside the vocabulary, which
+    read as ``<unk>``, in order of first appearance.
+
+    Raises ``ValueError`` for a prompt with no token, or whose every word is outside the
+    vocabulary (the model could only continue ``<unk>``); ``what`` names the prompt in the
+    message. Ids carry no words, so an id prompt is only checked for being non-empty.
+    """
+    tokens = tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+    ids = model.encode_context(tokens)
+    if not len(ids):
+        raise ValueError(f"the {what} is empty; give at least one word to continue")
+    unknown = list(dict.fromkeys(t for t in tokens
+                                 if isinstance(t, str) and t not in model.vocab))
+    if unknown and np.all(ids == UNK):
+        raise ValueError(f"no word of the {what} is in the model's vocabulary "
+                         f"({quoted(unknown)}); the vocabulary is fixed at training, so use "
+                         "words of the training corpus or retrain on text that has them")
+    return ids, unknown
+
+
+def quoted(words: list, most: int = 8) -> str:
+    """The first ``most`` words, quoted and comma-separated (``...`` when there are more)."""
+    shown = ", ".join(repr(w) for w in words[:most])
+    return shown + (", ..." if len(words) > most else "")
+
+
 @dataclass
 class Generation:
-    """Generated text (prompt excluded), its token ids and the trace when asked for."""
+    """Generated text (prompt excluded), its token ids, the trace when asked for, and the
+    prompt's words outside the vocabulary, read as ``<unk>``."""
 
     text: str
     tokens: list
     ids: np.ndarray
     trace: list = field(default_factory=list)
     seconds: float = 0.0
+    unknown_words: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"text": self.text, "tokens": self.tokens,
@@ -121,10 +156,12 @@ class Decoder:
     # -- decoding -----------------------------------------------------------------------
     def generate(self, model, prompt, max_tokens: int = 40, trace: bool = False,
                  interpolate: bool = False, trace_patterns: int = 3) -> Generation:
-        """Continue ``prompt`` (text or ids) by ``max_tokens`` tokens."""
+        """Continue ``prompt`` (text, tokens or ids; :func:`encode_prompt`) by ``max_tokens``
+        tokens."""
         check_int(max_tokens, "max_tokens")
         start = time.perf_counter()
-        context = list(model.encode_context(prompt))
+        ids, unknown = encode_prompt(model, prompt)
+        context = ids.tolist()
         if self.strategy == "beam":
             ids = self._beam(model, context, max_tokens, interpolate)
         else:
@@ -133,7 +170,7 @@ class Decoder:
         steps = trace_of(model, context, ids, interpolate, trace_patterns) if trace else []
         ids = np.array(ids, np.int64)
         return Generation(model.vocab.detokenize(ids), model.vocab.decode(ids), ids, steps,
-                          seconds)
+                          seconds, unknown)
 
     def _sample(self, model, context: list, max_tokens: int, interpolate: bool) -> list:
         rng = np.random.default_rng(self.seed)

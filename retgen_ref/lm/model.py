@@ -381,20 +381,34 @@ class RetgenLM:
         """Continue ``prompt``: a :class:`~.generate.Generation`.
 
         ``decoding`` are :class:`~.generate.Decoder` settings (strategy, temperature, ...).
+        An empty prompt, or one with no word of the vocabulary, is a ``ValueError``; the
+        prompt's other unknown words read as ``<unk>`` and are listed in the result's
+        ``unknown_words`` (:func:`~.generate.encode_prompt`).
         """
         from .generate import Decoder
         return Decoder(**decoding).generate(self, prompt, max_tokens, trace, interpolate)
 
     def add_documents(self, texts, timestamp: float | None = None) -> dict:
-        """Learn new documents (a list of texts) in place, §9.1; see :mod:`.online`."""
-        from .online import encode_document
+        """Learn new documents (a list of texts) in place, §9.1; see :mod:`.online`.
+
+        The summary of :meth:`add_token_streams` also lists the ``unknown_words``: the
+        vocabulary is fixed at training, so words outside it are learned as ``<unk>``.
+        """
+        from .online import encode_documents
         if isinstance(texts, str):
             texts = [texts]
-        return self.add_token_streams([encode_document(self.vocab, text) for text in texts],
-                                      timestamp)
+        if not all(isinstance(text, str) for text in texts):
+            raise TypeError("texts must be a string or a list of strings")
+        streams, unknown = encode_documents(self.vocab, texts)
+        return {**self.add_token_streams(streams, timestamp), "unknown_words": unknown}
 
     def add_token_streams(self, streams: list, timestamp: float | None = None) -> dict:
-        """Learn new documents given as token-id streams in place (§9.1, §9.2)."""
+        """Learn new documents given as token-id streams in place (§9.1, §9.2).
+
+        Returns the numbers of ``documents``, ``tokens`` and ``unknown_tokens`` (``<unk>``)
+        added and the ``new_patterns`` per resolution. No documents at all is refused unless
+        a ``timestamp`` lets time pass (§9.2); documents with no token are refused.
+        """
         from .online import add_streams
         return add_streams(self, streams, timestamp)
 

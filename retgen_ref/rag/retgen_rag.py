@@ -48,7 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_fits, check_int
+from ..lm.generate import encode_prompt
 from ..lm.mixing import ConfidenceMixture
 from ..lm.model import Prediction
 from .passage_store import PassageStore, context_queries, last_context_query
@@ -56,6 +57,11 @@ from .passage_store import PassageStore, context_queries, last_context_query
 TAU_GRID = (np.inf,) + tuple(10.0 ** np.arange(-2.5, 1.75, 0.5))
 _GRID_TOLERANCE = 1e-7   # EM tolerance while comparing τ_η; the kept one is refitted exactly
 _STORE_CACHE = 512       # passage stores kept between chunks
+# Scoring and fitting hold about 11 float64 arrays of (1 + R_z, tokens, k) (the components
+# and the EM's work arrays): tracemalloc's peak over a fit was 84-107 bytes per cell for
+# k = 400-50 (962 tokens, R_z = 3). Bytes per cell, for the memory check:
+_BYTES_PER_CELL = 96
+QUERY_WINDOW = 64        # default tokens of a query when scoring
 
 
 def retriever_distribution(scores, tau: float = 1.0) -> np.ndarray:
@@ -110,7 +116,8 @@ class RetgenRAG:
     retriever : a fitted :class:`~.sparse.BM25Retriever`, :class:`~.sparse.TfidfRetriever`
         or :class:`~.dense.DenseRetriever` over ``passages``.
     passages : the collection, token-id arrays (e.g. ``corpus.paragraphs("train")``).
-    k : passages retrieved per query.
+    k : passages retrieved per query; a ``k`` above ``len(passages)`` retrieves them all
+        (``self.k`` is capped there, so the cost grows with the passages, not with ``k``).
     passage_resolutions : resolutions of the passage stores; default ``0`` and the model's.
     query_window, chunk : tokens of the query and of each output sequence when scoring.
 
@@ -129,7 +136,7 @@ class RetgenRAG:
     """
 
     def __init__(self, model, retriever, passages, k: int = 5, passage_resolutions=None,
-                 query_window: int = 64, chunk: int = 32):
+                 query_window: int = QUERY_WINDOW, chunk: int = 32):
         self.model, self.retriever, self.passages = model, retriever, list(passages)
         if getattr(retriever, "n_docs_", None) != len(self.passages):
             raise ValueError(f"the retriever indexes {getattr(retriever, 'n_docs_', 0)} "
@@ -142,7 +149,7 @@ class RetgenRAG:
                 model.token_stream(np.asarray(passage))
             except ValueError as err:
                 raise ValueError(f"passage {i}: {err}") from None
-        self.k = check_int(k, "k")
+        self.k = min(check_int(k, "k"), len(self.passages))
         self.query_window = check_int(query_window, "query_window")
         self.chunk = check_int(chunk, "chunk")
         resolutions = (0,) + tuple(model.levels) if passage_resolutions is None else \
@@ -157,9 +164,14 @@ class RetgenRAG:
             raise ValueError("fit the RAG model first (RetgenRAG.fit on the valid split)")
 
     def retrieve(self, query) -> tuple[np.ndarray, np.ndarray]:
-        """``(passage ids, p_η)`` of the ``k`` passages for one query (text or token ids)."""
+        """``(passage ids, p_η)`` of the ``k`` passages for one query (text, tokens or ids).
+
+        An empty query, or one with no word of the vocabulary, is a ``ValueError``
+        (:func:`~retgen_ref.lm.generate.encode_prompt`).
+        """
         self._check_fitted()
-        scores, ids = self.retriever.search([self.model.encode_context(query)], self.k)
+        scores, ids = self.retriever.search([encode_prompt(self.model, query, "query")[0]],
+                                            self.k)
         keep = ids[0] >= 0
         return ids[0][keep], retriever_distribution(scores, self.tau_eta_)[0][keep]
 
@@ -195,6 +207,10 @@ class RetgenRAG:
     # -- scoring ------------------------------------------------------------------------
     def score_chunks(self, stream: np.ndarray, starts, stops) -> ChunkScores:
         """Retrieval and every component for the chunks ``stream[start:stop]``."""
+        n = int(np.subtract(stops, starts).sum())
+        check_fits(_BYTES_PER_CELL * (1 + len(self.passage_resolutions)) * n * self.k,
+                   f"scoring {n:,} tokens with k={self.k} passages each",
+                   "retrieve fewer passages (k) or score fewer tokens (max_tokens)")
         model = self.model
         base = np.exp(model.log_prob(stream))
         queries = {r: context_queries(model, stream, r) for r in self.passage_resolutions}
