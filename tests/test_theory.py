@@ -9,7 +9,8 @@ import pytest
 
 from retgen_ref.cli import main
 from retgen_ref.theory import CLAIMS, SEEDS, Finding, judge, not_checkable, run_claim
-from retgen_ref.theory.report import markdown, read_summary, summary_rows
+from retgen_ref.theory.registry import loglog_slope
+from retgen_ref.theory.report import loglog_panels, markdown, read_summary, summary_rows
 
 THEOREMS = Path(__file__).resolve().parent.parent / "docs" / "theorems.md"
 KEYS = {"id", "paper", "statement", "reading", "claimed", "verdict", "evidence", "counterexample",
@@ -112,11 +113,70 @@ def test_every_verdict_is_stable_over_seeds_0_to_9(fast_rows):
                    (first["verdict"], first["corrected_verified"]), (first["id"], seed)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_full_runs_at_seeds_1_and_2_give_the_page_s_verdicts(seed):
+    """The page is the full run at seed 0; full runs at seeds 1 and 2 agree with it."""
+    rows = [run_claim(claim_id, seed, fast=False) for claim_id in CLAIMS]
+    assert summary_rows(rows) == read_summary(THEOREMS.read_text())
+
+
 def test_the_errata_page_matches_a_fresh_run(fast_rows):
     """Regenerate with `retgen-ref verify --markdown docs/theorems.md`."""
     assert THEOREMS.exists(), "run `retgen-ref verify --markdown docs/theorems.md`"
     assert read_summary(THEOREMS.read_text()) == summary_rows(fast_rows[SEEDS[0]])
     assert read_summary(markdown(fast_rows[SEEDS[0]])) == summary_rows(fast_rows[SEEDS[0]])
+
+
+#: The rate and complexity claims: each draws its measured sweep against the claimed slope.
+RATE_CLAIMS = ("retgen/thm5.1", "retgen/thm5.2", "retgen/thm6.1", "retgen/thm6.2",
+               "retgen/thm7.1", "retgen/thm8.1", "retgen/thm8.2", "retgen/thm9.1",
+               "retgen/thm10.1", "retgen_v2/thm2.1", "retgen_v2/table7.2", "retgen_v2/app11.2",
+               "rag_math_notes_part5/mips-complexity")
+
+
+def _curves(row) -> list[dict]:
+    return [curve for panel in loglog_panels(row["evidence"]) for curve in panel]
+
+
+def test_every_rate_claim_has_a_log_log_sweep_and_its_page_shows_it(fast_rows):
+    rows = {row["id"]: row for row in fast_rows[SEEDS[0]]}
+    page = THEOREMS.read_text()
+    for claim_id in RATE_CLAIMS:
+        curves = _curves(rows[claim_id])
+        assert any(c["claimed_slope"] is not None for c in curves), claim_id
+        for c in curves:
+            assert len(c["x"]) >= 2 and len(set(c["x"])) == len(c["x"]), (claim_id, c)
+            assert min(c["y"]) > 0 and np.isfinite(loglog_slope(c["x"], c["y"])), (claim_id, c)
+        image = "theory/" + claim_id.replace("/", "__") + ".png"
+        assert f"]({image})" in page and (THEOREMS.parent / image).exists(), claim_id
+
+
+@pytest.mark.parametrize("claim_id,claimed,slopes", [
+    ("retgen_v2/app11.2", {"rate": 2.0}, [-2.0, -2.0, -2.0]),
+    ("rag_math_notes_part5/mips-complexity", {"exact_exponent": 1.1, "hnsw_law": "N"},
+     [1.1, 1.0]),
+])
+def test_the_plotted_claimed_slope_is_the_checked_claim(claim_id, claimed, slopes):
+    """A mutant's slope is drawn, not the paper's: the plot shows what was judged."""
+    row = run_claim(claim_id, 0, fast=True, claimed=claimed)
+    assert [c["claimed_slope"] for c in _curves(row)] == pytest.approx(slopes)
+
+
+def test_plots_are_drawn_for_sweeps_only_and_embedded_with_their_slopes(fast_rows, tmp_path):
+    pytest.importorskip("matplotlib")
+    from retgen_ref.theory.report import write_plots
+    rows = [row for row in fast_rows[SEEDS[0]]
+            if row["id"] in ("retgen/thm8.2", "retgen/thm2.1")]
+    plots = write_plots(rows, tmp_path / "theory", tmp_path)
+    assert plots == {"retgen/thm8.2": "theory/retgen__thm8.2.png"}
+    assert (tmp_path / plots["retgen/thm8.2"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = markdown(rows, plots=plots)
+    assert "![retgen/thm8.2](theory/retgen__thm8.2.png)" in page
+    curve = _curves(rows[1] if rows[1]["id"] == "retgen/thm8.2" else rows[0])[0]
+    fitted = f"{round(loglog_slope(curve['x'], curve['y']), 3) + 0.0:g}"
+    assert f"*RMSE at the best k vs n, D = 1*: fitted slope {fitted} (claimed -0.5, " \
+           "corrected -0.333)" in page
 
 
 def test_cli_json_has_the_documented_keys(capsys):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..attention import dropped_mass, retrieval_attention, softmax_attention, topk_error_bound
 from ..index import HNSWIndex, IVFFlatIndex
-from .registry import claim, judge, loglog_slope
+from .registry import claim, judge, loglog_evidence, loglog_slope
 
 
 def _softmax(s: np.ndarray) -> np.ndarray:
@@ -221,7 +221,12 @@ def mips_complexity(rng, fast, *, exact_exponent=1.0, hnsw_law="log N"):
     excess = {"exact": abs(alpha_exact - exact_exponent) - _EXACT_ALLOWANCE,
               "hnsw": abs(alpha_hnsw - law_exponent) - _HNSW_ALLOWANCE}
     min_recall = min(h["recall_at_10"] for h in hnsw)
-    return judge({"exact_scan": [{"N": N, "multiply_adds_per_query": e, "per_N_d": e / (N * d)}
+    curves = [loglog_evidence(sizes, exact, xlabel="N", ylabel="work per query",
+                              label="exact scan: multiply-adds", claimed_slope=exact_exponent),
+              loglog_evidence(sizes, [h["mean_distances"] for h in hnsw], xlabel="N",
+                              ylabel="work per query", label="HNSW: distance computations",
+                              claimed_slope=law_exponent)]
+    return judge({"loglog": curves, "exact_scan": [{"N": N, "multiply_adds_per_query": e, "per_N_d": e / (N * d)}
                                  for N, e in zip(sizes, exact)],
                   "exact_exponent_in_N": alpha_exact, "hnsw": hnsw,
                   "hnsw_exponent_in_N": alpha_hnsw, "claimed_law_local_exponent": law_exponent,

@@ -185,6 +185,20 @@ def loglog_slope(xs, ys, last: int | None = None) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
+def loglog_evidence(x, y, *, xlabel: str, ylabel: str, claimed_slope: float | None,
+                    corrected_slope: float | None = None, label: str = "measured") -> dict:
+    """One curve of the evidence entry ``loglog`` of a rate or complexity claim: the
+    measured sweep ``y(x)`` and the slopes the paper and the correction predict (None: no
+    line, for a curve shown beside the one judged), drawn by :func:`~.report.write_plots`.
+    ``evidence["loglog"]`` is one such curve or a list of them; curves with the same axes
+    share a panel."""
+    def optional(slope):
+        return None if slope is None else float(slope)
+    return {"label": label, "x": [float(v) for v in x], "y": [float(v) for v in y],
+            "xlabel": xlabel, "ylabel": ylabel, "claimed_slope": optional(claimed_slope),
+            "corrected_slope": optional(corrected_slope)}
+
+
 def rounding_excess(value: float, printed: float, significant: int | None = None) -> float:
     """How far ``value`` lies outside the rounding of a printed number: ``|value − printed|``
     less half a unit of its last digit (printed to units, or to ``significant`` digits).

@@ -10,7 +10,7 @@ the test.
 Each false claim gets a three-line box (the paper's statement, the counterexample, the
 corrected statement with its check's margin); evidence is shown as small rounded tables
 (the raw numbers are in ``--json``); a claim whose evidence holds a log-log sweep
-(``evidence["loglog"]``, see :func:`loglog_evidence`) gets a plot in ``docs/theory/``.
+(``evidence["loglog"]``, see :func:`~.registry.loglog_evidence`) gets a plot in ``docs/theory/``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .registry import CLAIMS, PAPERS, VERDICTS
+from .registry import CLAIMS, PAPERS, VERDICTS, loglog_slope
 
 INTRO = """# The papers' claims, checked by computation
 
@@ -152,8 +152,28 @@ def _section(row: dict, plot: str | None) -> str:
         out += [f"**Conditions.** {row['conditions']}", ""]
     out += ["**Evidence.**", "", _evidence_tables(row["evidence"]), ""]
     if plot:
-        out += [f"![{row['id']}]({plot})", ""]
+        out += [f"![{row['id']}]({plot})", "", _slopes_caption(row["evidence"]), ""]
     return "\n".join(out)
+
+
+def _slopes_caption(evidence: dict) -> str:
+    """One line per plotted curve: its least-squares log-log slope next to the claimed
+    (and corrected) one."""
+    lines = []
+    for curves in loglog_panels(evidence):
+        for c in curves:
+            predicted = ", ".join(f"{name} {_slope(c[f'{name}_slope'])}"
+                                  for name in ("claimed", "corrected")
+                                  if c[f"{name}_slope"] is not None)
+            lines.append(f"*{c['ylabel']} vs {c['xlabel']}, {c['label']}*: fitted slope "
+                         f"{_slope(loglog_slope(c['x'], c['y']))}"
+                         + (f" ({predicted})" if predicted else ""))
+    return "  \n".join(lines)
+
+
+def _slope(x: float) -> str:
+    """A slope to 3 decimals (a fitted 1e-16 reads as 0)."""
+    return f"{round(x, 3) + 0.0:g}"
 
 
 def _num(x) -> str:
@@ -210,44 +230,56 @@ def _evidence_tables(evidence: dict) -> str:
     return "\n".join(out)
 
 
-def loglog_evidence(x, y, *, xlabel: str, ylabel: str, claimed_slope: float,
-                    corrected_slope: float | None = None) -> dict:
-    """The evidence entry ``loglog`` of a rate or complexity claim: the measured sweep and
-    the slopes the paper and the correction predict, drawn by :func:`write_plots`."""
-    return {"x": [float(v) for v in x], "y": [float(v) for v in y], "xlabel": xlabel,
-            "ylabel": ylabel, "claimed_slope": float(claimed_slope),
-            "corrected_slope": None if corrected_slope is None else float(corrected_slope)}
+def loglog_panels(evidence: dict) -> list[list[dict]]:
+    """The curves of ``evidence["loglog"]`` grouped into panels by their axes, in order."""
+    curves = evidence.get("loglog") or []
+    panels: dict[tuple, list] = {}
+    for curve in [curves] if isinstance(curves, dict) else curves:
+        panels.setdefault((curve["xlabel"], curve["ylabel"]), []).append(curve)
+    return list(panels.values())
 
 
 def write_plots(rows: list[dict], folder: Path, relative_to: Path) -> dict[str, str]:
-    """One PNG per claim with a log-log sweep: the measured points and lines of the claimed
-    (and corrected) slope through the sweep's last point. Returns claim id → path of the
-    image relative to ``relative_to`` (the page's folder). Needs matplotlib (bench extra)."""
+    """One PNG per claim with a log-log sweep: per curve, the measured points, and lines of
+    the claimed (dashed) and corrected (dotted) slope through the curve's last point, one
+    panel per pair of axes. Returns claim id → path of the image relative to
+    ``relative_to`` (the page's folder). Needs matplotlib (bench extra)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import NullFormatter
 
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for row in rows:
-        sweep = row["evidence"].get("loglog")
-        if not sweep:
+        panels = loglog_panels(row["evidence"])
+        if not panels:
             continue
-        x, y = np.array(sweep["x"]), np.array(sweep["y"])
-        fig, ax = plt.subplots(figsize=(4.8, 3.4), dpi=110)
-        ax.loglog(x, y, "o-", color="black", label="measured")
-        for slope, style, name in ((sweep["claimed_slope"], "--", "claimed"),
-                                   (sweep.get("corrected_slope"), ":", "corrected")):
-            if slope is not None:
-                ax.loglog(x, y[-1] * (x / x[-1]) ** slope, style, label=f"{name}: slope {slope:.3g}")
-        ax.set_xlabel(sweep["xlabel"])
-        ax.set_ylabel(sweep["ylabel"])
-        ax.set_title(row["id"], fontsize=9)
-        ax.legend(fontsize=7)
+        ncols = min(len(panels), 3)
+        nrows = -(-len(panels) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), dpi=110,
+                                 squeeze=False)
+        for ax in axes.flat[len(panels):]:
+            ax.set_visible(False)
+        for ax, curves in zip(axes.flat, panels):
+            for colour, curve in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"],
+                                     curves):
+                x, y = np.array(curve["x"]), np.array(curve["y"])
+                ax.loglog(x, y, "o-", color=colour, label=curve["label"])
+                for slope, style, name in ((curve["claimed_slope"], "--", "claimed"),
+                                           (curve["corrected_slope"], ":", "corrected")):
+                    if slope is not None:
+                        ax.loglog(x, y[-1] * (x / x[-1]) ** slope, style, color=colour,
+                                  alpha=0.7, label=f"{name}: slope {slope:.3g}")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap
+            ax.set_xlabel(curves[0]["xlabel"])
+            ax.set_ylabel(curves[0]["ylabel"])
+            ax.legend(fontsize=7)
+        fig.suptitle(row["id"], fontsize=9)
         fig.tight_layout()
         path = folder / (row["id"].replace("/", "__") + ".png")
-        fig.savefig(path)
+        fig.savefig(path, metadata={"Software": None})
         plt.close(fig)
         out[row["id"]] = str(path.relative_to(relative_to))
     return out

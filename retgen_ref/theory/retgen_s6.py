@@ -21,7 +21,7 @@ from ..attention import retrieval_attention
 from ..index import IVFFlatIndex, LSHIndex
 from ..index.hnsw import HNSWIndex
 from ..lm.embed import ContextEncoder
-from .registry import claim, judge, loglog_slope, rounding_excess
+from .registry import claim, judge, loglog_evidence, loglog_slope, rounding_excess
 from .retgen_s5 import (EXPONENT_TOLERANCE, CountingArray, fitted_monomials, growth_excess,
                         hnsw_distance_counts, named_monomials, transformer_flops)
 
@@ -31,14 +31,14 @@ EF, NBITS = 40, 8
 INTRINSIC_DIM = 8
 
 
-def transformer_work(rng, fast) -> dict:
-    """Monomials in ``(C, L, d)`` (constants fitted) of the multiply-adds of one full
-    forward pass over a ``C``-token window, counted on a grid."""
+def transformer_work(rng, fast) -> tuple[dict, dict]:
+    """The multiply-adds of one full forward pass over a ``C``-token window, counted on a
+    grid: ``({(C, L, d): count}, monomials in (C, L, d) with fitted constants)``."""
     Cs, Ls, ds = (((16, 32, 64, 128), (1, 2), (8, 16, 32, 64)) if fast else
                   ((16, 32, 64, 128, 256, 512), (1, 2, 3), (8, 16, 32, 64, 128)))
     grid = list(itertools.product(Cs, Ls, ds))
-    return fitted_monomials(grid, [transformer_flops(rng, C, d, L) for C, L, d in grid],
-                            (3, 1, 3))
+    counted = {(C, L, d): transformer_flops(rng, C, d, L) for C, L, d in grid}
+    return counted, fitted_monomials(grid, list(counted.values()), (3, 1, 3))
 
 
 @claim("retgen/thm6.1",
@@ -56,10 +56,16 @@ def transformer_work(rng, fast) -> dict:
                              {"corrected": ((1, 1, 2), (1.8, 1, 1))},
                              {"corrected": ((1, 0, 2), (2, 0, 1))}))
 def thm6_1(rng, fast, *, monomials=((1, 1, 2),), corrected=((1, 1, 2), (2, 1, 1))):
-    fit = transformer_work(rng, fast)
+    counted, fit = transformer_work(rng, fast)
     excess, direction = growth_excess(fit, monomials)
     corrected_excess, _ = growth_excess(fit, corrected)
+    Cs, d = sorted({C for C, _, _ in counted}), min(d for _, _, d in counted)
+    curve = loglog_evidence(Cs, [counted[C, 1, d] for C in Cs], xlabel=f"C (L = 1, d = {d})",
+                            ylabel="multiply-adds per token", label="counted",
+                            claimed_slope=max(m[0] for m in monomials),
+                            corrected_slope=max(m[0] for m in corrected))
     return judge({"fitted_flops_per_token": named_monomials(fit, ("C", "L", "d")),
+                  "loglog": curve,
                   "claim_excess": excess, "claim_worst_direction_C_L_d": direction},
                  excess, EXPONENT_TOLERANCE,
                  counterexample={"claimed_monomials_C_L_d": monomials,
@@ -167,6 +173,25 @@ def _fit(rows, degrees, parts: int = 1) -> dict:
             for m, c in fitted_monomials(x, rows[:, -j], degrees).items()}
 
 
+def _lsh_curve(rows, claimed, corrected) -> dict:
+    """LSH work against d at the most tables and candidates (the largest database), with
+    the slopes the claimed and corrected monomials (constants 1) take on the same rows."""
+    top = max(L for _, L, _, _ in rows)
+    by_d = {}
+    for d, L, K, work in rows:
+        if L == top and K >= by_d.get(d, (0, 0, 0))[1]:
+            by_d[d] = (d, K, work)
+    dims, Ks, work = map(list, zip(*sorted(by_d.values())))
+
+    def slope(monomials):
+        return loglog_slope(dims, [sum(d ** a * top ** b * K ** c for a, b, c in monomials)
+                                   for d, K in zip(dims, Ks)])
+
+    return loglog_evidence(dims, work, xlabel=f"d (LSH, L = {top} tables, 16,000 vectors)",
+                           ylabel="multiply-adds per search", label="counted",
+                           claimed_slope=slope(claimed), corrected_slope=slope(corrected))
+
+
 @claim("retgen/thm6.2",
        "Generating T tokens with retrieval size k costs O(T·(d + S(M) + k·d)); the proof's "
        "parts: embedding the query O(d); search S(M) = O(M·d) exact, O(d·log M) tree-based, "
@@ -193,10 +218,11 @@ def thm6_2(rng, fast, *, embedding=((0, 1),), exact=((1, 0, 0), (1, 1, 0), (1, 0
            corrected_embedding=((1, 1),), corrected_lsh=((1, 1, 0), (1, 0, 1))):
     dims, ks = (8, 16, 32), (1, 10, 40)
     hnsw_sizes = (1_000, 2_000, 4_000) if fast else (1_000, 4_000, 16_000)
+    lsh_rows = _lsh_rows(rng, dims, (2, 4, 8), (1_000, 4_000, 16_000))
     fits = {"embedding": _fit(_embedding_rows(rng, (1, 4, 16), (8, 32, 128)), (2, 2)),
             "exact": _fit(_exact_rows(rng, dims, (500, 2_000, 8_000), ks), (2, 2, 2), 2),
             "hnsw": _fit(_hnsw_rows(rng, dims, hnsw_sizes, ks), (2, 1, 1), 2),
-            "lsh": _fit(_lsh_rows(rng, dims, (2, 4, 8), (1_000, 4_000, 16_000)), (2, 1, 1))}
+            "lsh": _fit(lsh_rows, (2, 1, 1))}
     full_rank = [hnsw_distances(rng.standard_normal((hnsw_sizes[-1] + 50, d)), hnsw_sizes[-1],
                                 (10,))[3][0] for d in dims]
     full_rank_slope = loglog_slope(dims, full_rank)
@@ -221,6 +247,10 @@ def thm6_2(rng, fast, *, embedding=((0, 1),), exact=((1, 0, 0), (1, 1, 0), (1, 0
                   "excess_by_part": {k: v[0] for k, v in parts.items()},
                   "unconditional_excess": outside,
                   "hnsw_full_rank_distances": dict(zip(map(str, dims), full_rank)),
+                  "loglog": [_lsh_curve(lsh_rows, lsh, corrected_lsh), loglog_evidence(
+                      dims, full_rank, xlabel=f"d (full-rank data, M = {hnsw_sizes[-1]:,})",
+                      ylabel="HNSW distance computations per search", label="counted",
+                      claimed_slope=max(m[0] for m in hnsw) - 1)],
                   "corrected_excess_by_part": {k: v[0] for k, v in corrected_parts.items()}},
                  parts[worst][0], EXPONENT_TOLERANCE,
                  counterexample={"part": worst, "excess_exponent": parts[worst][0],
@@ -263,7 +293,7 @@ def cor6_1(rng, fast, *, left=80, right=1.9e7, d_exponent=1):
     dist = fitted_monomials([[math.log2(m)] for m in sizes],
                             hnsw_distance_counts(rng, sizes, d=32), (1,))
     alpha, beta = dist.get((0,), 0.0), dist.get((1,), 0.0)
-    transformer = transformer_work(rng, True)
+    _, transformer = transformer_work(rng, True)
 
     def ratio(C, L, d, M, k):
         """Measured RETGEN cost over the transformer's, per token."""

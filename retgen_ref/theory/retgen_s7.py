@@ -11,7 +11,7 @@ import numpy as np
 
 from ..index.flat import FlatIndex
 from ..lm.patterns import count_patterns
-from .registry import claim, judge, loglog_slope, not_checkable
+from .registry import claim, judge, loglog_evidence, loglog_slope, not_checkable
 
 
 def _store(rng, n_patterns: int, d: int, ell: int, K: int):
@@ -54,7 +54,7 @@ SWEEPS = {"M": (((100, 400, 1_600), (100, 400, 1_600, 6_400)), {"d": 16, "ell": 
                              {"ell_exponent": 0.8}, {"m_exponent": 0.8}))
 def thm7_1(rng, fast, *, m_exponent=1.0, d_exponent=1.0, ell_exponent=1.0, h_exponent=1.0,
            corrected_support_exponent=1.0):
-    sweeps, slopes, corrected_slopes = {}, {}, {}
+    sweeps, slopes, corrected_slopes, curves = {}, {}, {}, []
     for var, (values, fixed) in SWEEPS.items():
         rows = []
         for v in values[0 if fast else 1]:
@@ -65,14 +65,21 @@ def thm7_1(rng, fast, *, m_exponent=1.0, d_exponent=1.0, ell_exponent=1.0, h_exp
             budget = M ** m_exponent * (per + H ** h_exponent / 8)
             corrected = M ** m_exponent * per + 12 * nnz ** corrected_support_exponent
             rows.append({var: v, "H_bits": round(H, 6), "bytes": stored,
-                         "ratio": stored / budget, "ratio_corrected": stored / corrected})
+                         "ratio": stored / budget, "ratio_corrected": stored / corrected,
+                         "budget": budget, "corrected_budget": corrected})
         sweeps[var] = rows
         xs = [r[var] for r in rows]
         slopes[var] = loglog_slope(xs, [r["ratio"] for r in rows])
         corrected_slopes[var] = loglog_slope(xs, [r["ratio_corrected"] for r in rows])
+        curves.append(loglog_evidence(
+            xs, [r["bytes"] for r in rows], label="bytes stored",
+            xlabel=f"{var} ({', '.join(f'{k} = {v}' for k, v in fixed.items())})",
+            ylabel="bytes", claimed_slope=loglog_slope(xs, [r["budget"] for r in rows]),
+            corrected_slope=loglog_slope(xs, [r["corrected_budget"] for r in rows])))
     worst = max(slopes, key=slopes.get)
     return judge({"sweeps": sweeps, "fixed": {v: f for v, (_, f) in SWEEPS.items()},
-                  "slope_of_ratio": slopes, "slope_of_corrected_ratio": corrected_slopes},
+                  "slope_of_ratio": slopes, "slope_of_corrected_ratio": corrected_slopes,
+                  "loglog": curves},
                  slopes[worst], 0.1,  # corrected: int32 token + float64 count = 12 bytes/entry
                  counterexample={"swept": worst, "fixed": SWEEPS[worst][1],
                                  "slope_of_ratio": slopes[worst], "last": sweeps[worst][-1]},

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import claim, judge, loglog_slope
+from .registry import claim, judge, loglog_evidence, loglog_slope
 
 
 def knn_mse(rng, n: int, dim: int, ks, reps: int) -> np.ndarray:
@@ -64,7 +64,11 @@ def thm8_1(rng, fast, *, k_exponent=0.5):
     s_fixed, s_rule = loglog_slope(ns, fixed), loglog_slope(ns, rule)
     return judge({"n": ns, "k_rule": ks, "rmse_k_rule": rule, "rmse_fixed_k10": fixed,
                   "slope_k_rule": s_rule, "slope_fixed_k10": s_fixed,
-                  "variance_floor_fixed_k10": float(np.sqrt(0.16 / 10))},
+                  "variance_floor_fixed_k10": float(np.sqrt(0.16 / 10)),
+                  "loglog": [loglog_evidence(ns, rmse, xlabel="n (D = 2)", ylabel="RMSE at x₀",
+                                             label=label, claimed_slope=-0.1)
+                             for label, rmse in ((f"k = ⌈n^{k_exponent:g}⌉", rule),
+                                                 ("k = 10 (RETGEN's fixed k)", fixed))]},
                  s_rule + 0.1, 0.0,
                  counterexample={"n": ns, "k": ks, "rmse": rule, "slope": s_rule},
                  conditions="the number of retrieved neighbours (or the count of the "
@@ -97,7 +101,11 @@ def thm8_2(rng, fast, *, dim_offset=0, sqrt_rate=0.5, corrected_offset=2):
                      "claimed_slope": -min(1.0 / (dim + dim_offset), sqrt_rate),
                      "corrected_slope": -1 / (dim + corrected_offset)})
     worst = max(rows, key=lambda r: r["slope"] - r["claimed_slope"])
-    return judge({"n": ns, "cases": rows}, worst["slope"] - worst["claimed_slope"], 0.05,
+    curves = [loglog_evidence(ns, r["rmse"], xlabel="n", ylabel="RMSE at the best k",
+                              label=f"D = {r['D']}", claimed_slope=r["claimed_slope"],
+                              corrected_slope=r["corrected_slope"]) for r in rows]
+    return judge({"n": ns, "cases": rows, "loglog": curves},
+                 worst["slope"] - worst["claimed_slope"], 0.05,
                  counterexample={"D": worst["D"], "n": ns, "rmse_best_k": worst["rmse"],
                                  "fitted_slope": worst["slope"],
                                  "claimed_slope": worst["claimed_slope"]},

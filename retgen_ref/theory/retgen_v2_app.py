@@ -15,7 +15,7 @@ import numpy as np
 
 from ..index import IVFFlatIndex
 from ..v2.rerank import nll_and_gradient
-from .registry import claim, judge, loglog_slope
+from .registry import claim, judge, loglog_evidence, loglog_slope
 from .retgen_v2_s2 import gaussian_data
 from .retgen_v2_s4 import pq_error
 
@@ -109,8 +109,12 @@ def app11_2(rng, fast, *, rate=1.0, corrected_rate_numerator=2.0):
                       "corrected_slope": -corrected_rate_numerator / dsub,
                       "error_times_k_s": [e * k for e, k in zip(errors, ks)]})
     bad = max(cases, key=lambda c: c["slope"])
+    curves = [loglog_evidence(ks, c["error"], xlabel="k_s (codewords per subspace)",
+                              ylabel="E‖x − x̂‖²", label=f"d' = {c['d_sub']}",
+                              claimed_slope=-rate, corrected_slope=c["corrected_slope"])
+              for c in cases]
     return judge(
-        {"cases": cases, "sigma2": 1.0, "d": d, "n": n},
+        {"cases": cases, "sigma2": 1.0, "d": d, "n": n, "loglog": curves},
         bad["slope"] + rate, 0.1,
         counterexample={"d_sub": bad["d_sub"], "k_s": bad["k_s"], "error": bad["error"],
                         "fitted_slope": bad["slope"], "claimed_slope": -rate},

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from ..index import IVFFlatIndex
-from .registry import claim, judge, loglog_slope
+from .registry import claim, judge, loglog_evidence, loglog_slope
 
 
 def gaussian_data(rng, n: int, d: int) -> np.ndarray:
@@ -107,8 +107,15 @@ def thm2_1(rng, fast, *, cost_exponent=0.5, fine_k_exponent=-1.0, fine_factor=1.
         sweeps[name] = _ivf_sweeps(data[:ns[-1]], data[ns[-1]:], ns, [0.5, 1.0, 2.0, 4.0])
         sweeps[name]["excess"] = excess(sweeps[name])
     g, rep = sweeps["gaussian"], sweeps["repeated_30pct"]
+    curves = [c for name, s in sweeps.items() for c in (
+        loglog_evidence(ns, [r["cost"] for r in s["by_n"]], xlabel="n (k = √n lists, nprobe 1)",
+                        ylabel="operations per search", label=name,
+                        claimed_slope=cost_exponent),
+        loglog_evidence([r["nlist"] for r in s["by_k"]], [r["scanned"] for r in s["by_k"]],
+                        xlabel=f"k lists (n = {ns[1]:,})", ylabel="entries scanned",
+                        label=name, claimed_slope=fine_k_exponent))]
     return judge(
-        {"sweeps": sweeps,
+        {"sweeps": sweeps, "loglog": curves,
          "note": "Per probed list a query scans Σ_l |L_l|²/n entries on average (it falls "
                  "into list l with probability |L_l|/n), which is ≥ n/k with equality "
                  "for balanced lists (column sum_sizes_sq_over_n_div_k)"},

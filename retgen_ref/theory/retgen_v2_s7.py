@@ -20,7 +20,7 @@ from .. import kmeans as kmeans_module
 from .. import pq as pq_module
 from ..index import IVFPQIndex
 from ..index import ivf as ivf_module
-from .registry import claim, judge, loglog_slope, not_checkable
+from .registry import claim, judge, loglog_evidence, loglog_slope, not_checkable
 from .retgen_v2_s2 import gaussian_data
 
 
@@ -173,8 +173,25 @@ def table7_2(rng, fast, *, search_n=0.5, search_rho=-1.0, search_d=1.0, memory_n
     paper, fixed = excess(claimed), excess(corrected)
     worst = max(paper, key=paper.get)
     big = by_n[-1]["build"]
+
+    def curves(rows, variable, kind, xlabel, ylabel):
+        """Each component; the claimed and corrected slopes drawn on the fastest-growing
+        one, whose exponent is judged."""
+        key = f"{kind}_{variable}"
+        judged = max(measured[key]["components"], key=measured[key]["components"].get)
+        xs = [r[variable] for r in rows]
+        return [loglog_evidence(xs, [r[kind][c] for r in rows], xlabel=xlabel, ylabel=ylabel,
+                                label=c, claimed_slope=claimed[key] if c == judged else None,
+                                corrected_slope=corrected[key] if c == judged else None)
+                for c in rows[0][kind]]
+
+    in_n = f"n (d = {d}, m = {d // 4})"
+    plotted = [*curves(by_n, "n", "search", in_n, "operations per search"),
+               *curves(by_rho, "rho", "memory", f"ρ = 4d/m (n = {n_fixed:,}, d = {d})", "bytes"),
+               *curves(by_n, "n", "build", in_n, "build operations")]
     return judge(
         {"exponents": {k: {**v, "claimed": claimed[k]} for k, v in measured.items()},
+         "loglog": plotted,
          "by_rho": by_rho, "by_d": by_d, "by_n": by_n,
          "build_constants_at_largest_n": {
              "coarse_assign_over_n^1.5_d": big["coarse_assign"] / (ns[-1] ** 1.5 * d),
