@@ -16,44 +16,15 @@ import threading
 import numpy as np
 import pytest
 
-from retgen_ref import (FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, LSHIndex,
-                        ShardedIndex)
+from index_kinds import D_DIM, KINDS, build, data
+from retgen_ref import HNSWIndex
 
-D_DIM = 8
-
-
-def _data(n=600, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, D_DIM)).astype(np.float32)
-
-
-def build(kind: str, tmp_path=None, x=None):
-    """An empty index of ``kind`` (trained on ``x`` where it needs training)."""
-    x = _data() if x is None else x
-    if kind == "flat":
-        return FlatIndex(D_DIM)
-    if kind == "hnsw":
-        return HNSWIndex(D_DIM, M=8, ef_construction=32)
-    if kind == "lsh":
-        return LSHIndex(D_DIM, nbits=4, n_tables=4)
-    if kind == "sharded":
-        return ShardedIndex(tmp_path / "store", d=D_DIM, shard_size=128)
-    index = (IVFFlatIndex(D_DIM, 8) if kind == "ivfflat"
-             else IVFPQIndex(D_DIM, 8, m=2, nbits=4, store_vectors=True))
-    index.train(x)
-    index.nprobe = 8
-    if kind == "ivfpq":
-        index.refine_k = 32
-    return index
-
-
-KINDS = ["flat", "hnsw", "lsh", "ivfflat", "ivfpq", "sharded"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_k_beyond_ntotal_does_the_work_of_ntotal_and_pads(kind, tmp_path, monkeypatch):
     index = build(kind, tmp_path)
-    x = _data(100)
+    x = data(100)
     index.add(x)
     seen = []
     inner = type(index)._search
@@ -70,23 +41,23 @@ def test_k_beyond_ntotal_does_the_work_of_ntotal_and_pads(kind, tmp_path, monkey
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_result_that_cannot_fit_is_refused_before_any_work(kind, tmp_path, monkeypatch):
     index = build(kind, tmp_path)
-    index.add(_data(100))
+    index.add(data(100))
     monkeypatch.setattr(type(index), "_search", lambda *a: pytest.fail("work started"))
     with pytest.raises(ValueError, match="GiB.*fewer neighbours or search the queries in"):
-        index.search(_data(10), 10 ** 10)  # 1.2 TB of results
+        index.search(data(10), 10 ** 10)  # 1.2 TB of results
 
 
 def test_hnsw_beam_wider_than_the_graph_allocates_nothing_more():
     index = HNSWIndex(D_DIM, M=8)
-    index.add(_data(50))
+    index.add(data(50))
     index.ef_search = 10 ** 9  # a beam of a billion over 50 nodes: the beam is 50 wide
-    D, I = index.search(_data(3, seed=1), 5)
+    D, I = index.search(data(3, seed=1), 5)
     assert (I >= 0).all()
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_reset_restarts_ids_at_zero(kind, tmp_path):
-    x = _data(300)
+    x = data(300)
     index = build(kind, tmp_path, x)
     index.add(x[:150])
     index.reset()
@@ -102,9 +73,9 @@ def test_eight_searching_threads_and_one_adding_thread(kind, tmp_path):
     """Each concurrent result equals the sequential result at one of the states the index
     passes through (before the adds, after the first, ...): adds run alone, searches see
     a whole state, and nothing crashes."""
-    x = _data(3000, seed=2)
+    x = data(3000, seed=2)
     batches = np.array_split(x[600:], 6)
-    queries = _data(64, seed=3)
+    queries = data(64, seed=3)
     reference = build(kind, tmp_path / "reference", x=x)  # the same adds, one by one
     reference.add(x[:600])
     expected = [reference.search(queries, 5)]

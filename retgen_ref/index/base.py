@@ -109,14 +109,17 @@ class Index(ABC):
         finally:
             self._lock.release_write()
 
+    #: Attributes that belong to one process and are not copied (locks, scratch pools):
+    #: name → factory of the fresh one a pickled or deep-copied index gets.
+    _transient = {"_lock": ReadWriteLock}
+
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_lock"]  # a lock cannot be pickled; a copy gets a fresh one
-        return state
+        return {k: v for k, v in self.__dict__.items() if k not in self._transient}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._lock = ReadWriteLock()
+        for name, make in self._transient.items():
+            setattr(self, name, make())
 
     @property
     def nbytes(self) -> int:

@@ -127,8 +127,9 @@ class HNSWIndex(Index):
     """
 
     kind = "HNSWIndex"
+    _transient = {**Index._transient, "_pool": K.ScratchPool}
 
-    def __init__(self, d: int, M: int = 16, ef_construction: int = 200, metric: str = "l2",
+    def __init__(self, d: int, M: int = 16, *, ef_construction: int = 200, metric: str = "l2",
                  seed: int = 0):
         super().__init__(d, metric)
         self._M = check_int(M, "M", minimum=2)
@@ -333,8 +334,8 @@ class HNSWIndex(Index):
 
     @classmethod
     def _from_state(cls, params, arrays):
-        index = cls(params["d"], params["M"], params["ef_construction"], params["metric"],
-                    params["seed"])
+        index = cls(params["d"], params["M"], ef_construction=params["ef_construction"],
+                    metric=params["metric"], seed=params["seed"])
         index.ef_search = params["ef_search"]
         index._rng.bit_generator.state = params["rng_state"]
         levels = _checked(arrays, "levels", np.int32, (None,))

@@ -165,8 +165,9 @@ class LSHIndex(Index):
     """
 
     kind = "LSHIndex"
+    _transient = {**Index._transient, "_sort_lock": threading.Lock}
 
-    def __init__(self, d: int, nbits: int, n_tables: int, metric: str = "cosine",
+    def __init__(self, d: int, nbits: int, n_tables: int, *, metric: str = "cosine",
                  seed: int = 0):
         super().__init__(d, metric)
         self.nbits = check_int(nbits, "nbits", maximum=MAX_BITS)
@@ -244,8 +245,8 @@ class LSHIndex(Index):
 
     @classmethod
     def _from_state(cls, params, arrays):
-        index = cls(params["d"], params["nbits"], params["n_tables"], params["metric"],
-                    params["seed"])
+        index = cls(params["d"], params["nbits"], params["n_tables"], metric=params["metric"],
+                    seed=params["seed"])
         planes, vectors, keys = arrays["hyperplanes"], arrays["vectors"], arrays["keys"]
         if planes.shape != index.hyperplanes.shape or planes.dtype != np.float32:
             raise ValueError(f"hyperplanes have shape {planes.shape} and dtype {planes.dtype}")
