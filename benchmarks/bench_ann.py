@@ -58,7 +58,8 @@ class Ours:
         elif self.family == "IVF-PQ":
             self.index = IVFPQIndex(self.d, self.nlist, self.m, 8, self.metric)
         else:
-            self.index = HNSWIndex(self.d, HNSW_M, HNSW_EF_CONSTRUCTION, self.metric)
+            self.index = HNSWIndex(self.d, HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION,
+                                   metric=self.metric)
         if self.family != "HNSW":
             self.index.train(x)
         self.index.add(x)

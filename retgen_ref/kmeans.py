@@ -190,7 +190,7 @@ class KMeans:
         Empty clusters re-seeded by splitting, over all iterations.
     """
 
-    def __init__(self, n_clusters: int, n_iter: int = 25, seed: int = 0,
+    def __init__(self, n_clusters: int, *, n_iter: int = 25, seed: int = 0,
                  init: str = "k-means++", max_points_per_centroid: int = 256,
                  spherical: bool = False):
         self.n_clusters = check_int(n_clusters, "n_clusters")

@@ -203,7 +203,7 @@ class ProductQuantizer:
 
     kind = "ProductQuantizer"
 
-    def __init__(self, d: int, m: int, nbits: int = 8, seed: int = 0):
+    def __init__(self, d: int, m: int, nbits: int = 8, *, seed: int = 0):
         self.d = check_int(d, "d")
         self.m = check_int(m, "m")
         self.nbits = check_int(nbits, "nbits", maximum=8)
@@ -415,7 +415,7 @@ class ProductQuantizer:
         if kind != cls.kind:
             raise ValueError(f"{path} holds a {kind!r}, not a {cls.kind!r}")
         try:
-            pq = cls(params["d"], params["m"], params["nbits"], params["seed"])
+            pq = cls(params["d"], params["m"], params["nbits"], seed=params["seed"])
             pq.codebooks_ = arrays["codebooks"]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path} holds an inconsistent {cls.kind}: {exc}") from None

@@ -39,7 +39,7 @@ SEARCH_BLOCK_BYTES = 256 * 2 ** 20  # memory for one block of queries' candidate
 class _IVFIndex(Index):
     """Shared part of the IVF indexes: coarse quantizer, lists, ids, nprobe, persistence."""
 
-    def __init__(self, d: int, nlist: int, metric: str = "l2", seed: int = 0):
+    def __init__(self, d: int, nlist: int, metric: str = "l2", *, seed: int = 0):
         super().__init__(d, metric)
         self.nlist = check_int(nlist, "nlist")
         self.seed = check_int(seed, "seed", minimum=0)
@@ -253,7 +253,7 @@ class IVFFlatIndex(_IVFIndex):
 
     @classmethod
     def _construct(cls, params):
-        return cls(params["d"], params["nlist"], params["metric"], params["seed"])
+        return cls(params["d"], params["nlist"], params["metric"], seed=params["seed"])
 
     def _train_codec(self, x, assign) -> None:
         pass
@@ -324,10 +324,10 @@ class IVFPQIndex(_IVFIndex):
 
     kind = "IVFPQIndex"
 
-    def __init__(self, d: int, nlist: int, m: int, nbits: int = 8, metric: str = "l2",
+    def __init__(self, d: int, nlist: int, m: int, nbits: int = 8, metric: str = "l2", *,
                  by_residual: bool = True, store_vectors: bool = False, seed: int = 0):
-        super().__init__(d, nlist, metric, seed)
-        self.pq = ProductQuantizer(self.d, m, nbits, seed)
+        super().__init__(d, nlist, metric, seed=seed)
+        self.pq = ProductQuantizer(self.d, m, nbits, seed=seed)
         self.by_residual = bool(by_residual)
         self.store_vectors = bool(store_vectors)
         self._refine_k = 0
@@ -347,7 +347,8 @@ class IVFPQIndex(_IVFIndex):
     @classmethod
     def _construct(cls, params):
         return cls(params["d"], params["nlist"], params["m"], params["nbits"], params["metric"],
-                   params["by_residual"], params["store_vectors"], params["seed"])
+                   by_residual=params["by_residual"], store_vectors=params["store_vectors"],
+                   seed=params["seed"])
 
     def _codec_params(self) -> dict:
         return {"m": self.pq.m, "nbits": self.pq.nbits, "by_residual": self.by_residual,

@@ -29,7 +29,7 @@ def pq_error(train: np.ndarray, test: np.ndarray, m: int, nbits: int, seed: int)
     expectation, not the training set's own error)."""
     with warnings.catch_warnings():  # small training sets: fewer points than 256 · ksub
         warnings.simplefilter("ignore")
-        pq = ProductQuantizer(train.shape[1], m, nbits, seed).fit(train)
+        pq = ProductQuantizer(train.shape[1], m, nbits, seed=seed).fit(train)
     return float(((test - pq.decode(pq.encode(test))) ** 2).sum(axis=1).mean())
 
 
