@@ -14,7 +14,7 @@ with kernel_cache():
     from .features import (PositiveRandomFeatures, RandomFourierFeatures, kernel_attention,
                            kernel_matrix, paper_kernel_estimate)
     from .index import (FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex, LSHIndex,
-                        ShardedIndex, load_index)
+                        ShardedIndex, index_factory, load_index)
     from .kmeans import KMeans
     from .lm import RetgenLM, load_corpus
     from .pq import ProductQuantizer
@@ -26,7 +26,7 @@ __all__ = [
     "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "Index", "KMeans", "LSHIndex",
     "RetgenLM", "ShardedIndex", "load_corpus",
     "PositiveRandomFeatures", "ProductQuantizer", "RandomFourierFeatures", "RetrievalResult",
-    "attention_weights", "dropped_mass", "kernel_attention", "kernel_matrix", "load_index",
+    "attention_weights", "dropped_mass", "index_factory", "kernel_attention", "kernel_matrix", "load_index",
     "multi_head_attention", "num_threads", "paper_kernel_estimate", "retrieval_attention",
     "softmax_attention", "topk_error_bound", "__version__",
 ]

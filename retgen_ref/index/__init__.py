@@ -1,6 +1,7 @@
 """Vector indexes with a FAISS-style API."""
 
 from .base import Index, load_index
+from .factory import index_factory
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFFlatIndex, IVFPQIndex
@@ -8,4 +9,4 @@ from .lsh import LSHIndex
 from .store import ShardedIndex
 
 __all__ = ["Index", "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "LSHIndex",
-           "ShardedIndex", "load_index"]
+           "ShardedIndex", "index_factory", "load_index"]
