@@ -97,6 +97,42 @@ class Index(ABC):
             self._lock.release_read()
         return (D, I) if k <= ntotal else _padded(D, I, k, self.metric)
 
+    def reconstruct(self, key: int) -> np.ndarray:
+        """The stored vector with id ``key``, ``(d,)`` float32 (FAISS ``reconstruct``): as
+        stored, so a unit row for cosine and the decoded code for a quantized index."""
+        return self.reconstruct_batch([key])[0]
+
+    def reconstruct_n(self, i0: int, n: int) -> np.ndarray:
+        """The stored vectors with ids ``i0 … i0 + n − 1``, ``(n, d)`` (FAISS
+        ``reconstruct_n``)."""
+        i0, n = check_int(i0, "i0", minimum=0), check_int(n, "n", minimum=0)
+        return self.reconstruct_batch(np.arange(i0, i0 + n))
+
+    def reconstruct_batch(self, ids) -> np.ndarray:
+        """The stored vectors with the given ids, ``(len(ids), d)`` float32; an id that is
+        not stored is a ``ValueError`` naming it."""
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
+            raise ValueError(f"ids must be a 1-d array of integers, got shape {ids.shape} and "
+                             f"dtype {ids.dtype}")
+        self._lock.acquire_read()
+        try:
+            return self._reconstruct(ids.astype(np.int64))
+        finally:
+            self._lock.release_read()
+
+    def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` of :meth:`_stored_rows` for the kinds whose ids are positions."""
+        rows = self._stored_rows()
+        missing = (ids < 0) | (ids >= len(rows))
+        if missing.any():
+            raise ValueError(f"id {int(ids[missing][0])} is not in this {type(self).__name__} "
+                             f"(ids 0 … {len(rows) - 1})")
+        return rows[ids].copy()
+
+    def _stored_rows(self) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} defines no stored rows")
+
     def reset(self) -> None:
         """Remove every stored vector (training, if any, is kept)."""
         self._write(self._reset)

@@ -60,6 +60,8 @@ class FlatIndex(Index):
         """Read-only view of the stored vectors ``(ntotal, d)`` (unit rows for cosine)."""
         return self._vectors.view()
 
+    _stored_rows = vectors.fget
+
     def _reset(self) -> None:
         self._vectors.clear()
         self._norms.clear()

@@ -166,6 +166,9 @@ class HNSWIndex(Index):
     def ntotal(self) -> int:
         return self._n
 
+    def _stored_rows(self) -> np.ndarray:
+        return self._vectors[:self._n]
+
     @property
     def entry_point(self) -> int:
         """Id of the node searches start from (a node of the highest level; -1 if empty)."""

@@ -135,6 +135,11 @@ class _IVFIndex(Index):
             return 0
         return self._write(self.lists.remove_ids, ids.astype(np.int64).ravel())
 
+    def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        if not self.is_trained:
+            raise ValueError(f"the {type(self).__name__} is not trained and stores nothing")
+        return self._decode(*self.lists.locate(ids))
+
     def _reset(self) -> None:
         self._next_id = 0
         if self.is_trained:
@@ -273,6 +278,9 @@ class IVFFlatIndex(_IVFIndex):
     def _entries(self, x, lists) -> dict:
         return {"vectors": x}
 
+    def _decode(self, positions, lists) -> np.ndarray:
+        return self.lists.columns["vectors"][positions].copy()
+
     def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned):
         lists = self.lists
         scan_flat_lists(xq, probes, lists.columns["vectors"], lists.offsets, lists.sizes,
@@ -396,6 +404,12 @@ class IVFPQIndex(_IVFIndex):
     def _entries(self, x, lists) -> dict:
         entries = {"codes": self.pq.encode(x - self.centroids[lists] if self.by_residual else x)}
         return {**entries, "vectors": x} if self.store_vectors else entries
+
+    def _decode(self, positions, lists) -> np.ndarray:
+        """The PQ reconstruction ``y_l + r̂`` (``r̂`` alone without residuals), also when
+        the exact vectors are kept for re-ranking, as FAISS's ``IndexIVFPQ``."""
+        decoded = self.pq.decode(self.lists.columns["codes"][positions])
+        return decoded + self.centroids[lists] if self.by_residual else decoded
 
     def _query_tables(self, xq):
         """``(nq, m, ksub)``: ``−2 q_j·C_jc`` (l2) or ``−q_j·C_jc`` (ip)."""

@@ -187,6 +187,9 @@ class LSHIndex(Index):
     def ntotal(self) -> int:
         return len(self._vectors)
 
+    def _stored_rows(self) -> np.ndarray:
+        return self._vectors.view()
+
     def hash_keys(self, x) -> np.ndarray:
         """Keys of the rows of ``x`` in every table: ``(n, n_tables)`` uint64.
 

@@ -303,6 +303,22 @@ class ShardedIndex(Index):
             offset += shard["rows"]
         return D, I
 
+    def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """Each id from its shard: the raw rows, or the shard index's reconstruction."""
+        starts = np.cumsum([0] + [s["rows"] for s in self._shards])
+        missing = (ids < 0) | (ids >= starts[-1])
+        if missing.any():
+            raise ValueError(f"id {int(ids[missing][0])} is not in this ShardedIndex "
+                             f"(ids 0 … {starts[-1] - 1})")
+        out = np.empty((len(ids), self.d), dtype=np.float32)
+        shard_of = np.searchsorted(starts, ids, side="right") - 1
+        for i in np.unique(shard_of):
+            here = shard_of == i
+            local = ids[here] - starts[i]
+            out[here] = (self._read_vectors(i)[local] if self._shards[i]["stored"] == "vectors"
+                         else self._load_shard_index(i)._reconstruct(local))
+        return out
+
     def _search_shard(self, i: int, xq: np.ndarray, k: int):
         """Open shard ``i``, search it (local ids), and let it go when this returns."""
         if self._shards[i]["stored"] == "vectors":
