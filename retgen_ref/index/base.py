@@ -29,6 +29,9 @@ from .rwlock import ReadWriteLock
 #: such vectors stay finite in float32 (``‖x − y‖² ≤ 4 · MAX_SQ_NORM``).
 MAX_SQ_NORM = float(np.finfo(np.float32).max) / 8
 
+#: Neighbours a :meth:`Index.range_search` asks for first (doubled while not enough).
+RANGE_FIRST_K = 32
+
 _INDEX_KINDS: dict[str, type["Index"]] = {}
 
 
@@ -96,6 +99,39 @@ class Index(ABC):
         finally:
             self._lock.release_read()
         return (D, I) if k <= ntotal else _padded(D, I, k, self.metric)
+
+    def range_search(self, xq, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every result within ``radius`` of each query, FAISS's ``(lims, D, I)``: query
+        ``i``'s results are ``D[lims[i]:lims[i+1]]`` and ``I[lims[i]:lims[i+1]]``, best
+        first. Within means a squared L2 distance ``< radius``, or an inner product or
+        cosine ``> radius`` (FAISS's convention).
+
+        The results are those :meth:`search` finds: ``k`` starts at
+        :data:`RANGE_FIRST_K` and doubles for the queries whose ``k``-th result is still
+        inside, until one falls outside or the search has no more to give (``ntotal``, or
+        every candidate an approximate index examines). Exact for the exact kinds, and for
+        IVF with ``nprobe = nlist``.
+        """
+        radius = float(radius)
+        if not np.isfinite(radius):
+            raise ValueError(f"radius must be a finite number, got {radius}")
+        xq = as_array(xq, "xq", ndim=2, dtype=np.float32, d=self.d,
+                      d_name="d (this index's dimension)")
+        found: list = [None] * len(xq)
+        pending, k = np.arange(len(xq)), min(RANGE_FIRST_K, max(self.ntotal, 1))
+        while pending.size:
+            D, I = self.search(xq[pending], k)
+            inside = (D < radius if self.metric == "l2" else D > radius) & (I >= 0)
+            done = ~inside[:, -1] | (k >= self.ntotal)
+            for row in np.flatnonzero(done):
+                found[pending[row]] = (D[row][inside[row]], I[row][inside[row]])
+            pending, k = pending[~done], min(2 * k, self.ntotal)
+        lims = np.zeros(len(xq) + 1, dtype=np.int64)
+        lims[1:] = np.cumsum([len(i) for _, i in found])
+        empty = (np.empty(0, np.float32), np.empty(0, np.int64))
+        D_all = np.concatenate([d for d, _ in found] or [empty[0]])
+        I_all = np.concatenate([i for _, i in found] or [empty[1]])
+        return lims, D_all.astype(np.float32), I_all.astype(np.int64)
 
     def reconstruct(self, key: int) -> np.ndarray:
         """The stored vector with id ``key``, ``(d,)`` float32 (FAISS ``reconstruct``): as
