@@ -13,18 +13,19 @@ with kernel_cache():
                             topk_error_bound)
     from .features import (PositiveRandomFeatures, RandomFourierFeatures, kernel_attention,
                            kernel_matrix, paper_kernel_estimate)
-    from .index import (FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex, LSHIndex,
-                        ShardedIndex, index_factory, load_index)
+    from .index import (FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex, IVFSQIndex,
+                        LSHIndex, ShardedIndex, SQIndex, index_factory, load_index)
     from .kmeans import KMeans
     from .lm import RetgenLM, load_corpus
     from .pq import ProductQuantizer
+    from .sq import ScalarQuantizer
     from .threads import num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "Index", "KMeans", "LSHIndex",
-    "RetgenLM", "ShardedIndex", "load_corpus",
+    "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "IVFSQIndex", "Index", "KMeans",
+    "LSHIndex", "RetgenLM", "SQIndex", "ScalarQuantizer", "ShardedIndex", "load_corpus",
     "PositiveRandomFeatures", "ProductQuantizer", "RandomFourierFeatures", "RetrievalResult",
     "attention_weights", "dropped_mass", "index_factory", "kernel_attention", "kernel_matrix", "load_index",
     "multi_head_attention", "num_threads", "paper_kernel_estimate", "retrieval_attention",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from retgen_ref import (FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, LSHIndex,
-                        ShardedIndex)
+from retgen_ref import (FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, IVFSQIndex, LSHIndex,
+                        ShardedIndex, SQIndex)
 
 D_DIM = 8
 
@@ -26,8 +26,12 @@ def build(kind: str, tmp_path=None, x=None):
         return LSHIndex(D_DIM, nbits=4, n_tables=4)
     if kind == "sharded":
         return ShardedIndex(tmp_path / "store", d=D_DIM, shard_size=128)
-    index = (IVFFlatIndex(D_DIM, 8) if kind == "ivfflat"
-             else IVFPQIndex(D_DIM, 8, m=2, nbits=4, store_vectors=True))
+    if kind == "sq":
+        index = SQIndex(D_DIM)
+        index.train(x)
+        return index
+    index = {"ivfflat": lambda: IVFFlatIndex(D_DIM, 8), "ivfsq": lambda: IVFSQIndex(D_DIM, 8),
+             "ivfpq": lambda: IVFPQIndex(D_DIM, 8, m=2, nbits=4, store_vectors=True)}[kind]()
     index.train(x)
     index.nprobe = 8
     if kind == "ivfpq":
@@ -35,4 +39,4 @@ def build(kind: str, tmp_path=None, x=None):
     return index
 
 
-KINDS = ["flat", "hnsw", "lsh", "ivfflat", "ivfpq", "sharded"]
+KINDS = ["flat", "hnsw", "lsh", "ivfflat", "ivfpq", "sq", "ivfsq", "sharded"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retgen_ref import (FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, LSHIndex,
-                        index_factory)
+from retgen_ref import (FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, IVFSQIndex, LSHIndex,
+                        SQIndex, index_factory)
 
 faiss = pytest.importorskip("faiss")
 
@@ -29,6 +29,8 @@ def _recall(I, truth):
     ("IVF16,PQ8x4", IVFPQIndex, "IndexIVFPQ", {"nlist": 16, "m": 8, "nbits": 4}),
     ("IVF16,PQ4", IVFPQIndex, "IndexIVFPQ", {"nlist": 16, "m": 4, "nbits": 8}),
     ("PQ8x6", IVFPQIndex, "IndexPQ", {"nlist": 1, "m": 8, "nbits": 6}),
+    ("SQ8", SQIndex, "IndexScalarQuantizer", {}),
+    ("IVF16,SQ8", IVFSQIndex, "IndexIVFScalarQuantizer", {"nlist": 16}),
     ("IVF16,PQ8,Refine(Flat)", IVFPQIndex, "IndexRefine",
      {"nlist": 16, "m": 8, "nbits": 8, "refine_k": 1}),
 ])
@@ -43,7 +45,8 @@ def test_a_string_builds_what_faiss_builds_from_it(description, cls, faiss_cls, 
     assert ours.is_trained == theirs.is_trained
 
 
-@pytest.mark.parametrize("description", ["PQ8x8", "IVF16,PQ8x8", "IVF16,PQ8x8,Refine(Flat)"])
+@pytest.mark.parametrize("description", ["PQ8x8", "IVF16,PQ8x8", "IVF16,PQ8x8,Refine(Flat)",
+                                         "SQ8", "IVF16,SQ8"])
 def test_the_built_indexes_reach_faiss_s_recall(description):
     """Same data, same string, same nprobe: recall@10 against the exact neighbours."""
     x, xq = _data(5_000, 0), _data(100, 1)

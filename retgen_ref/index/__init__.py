@@ -6,7 +6,8 @@ from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFFlatIndex, IVFPQIndex
 from .lsh import LSHIndex
+from .sq import IVFSQIndex, SQIndex
 from .store import ShardedIndex
 
-__all__ = ["Index", "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "LSHIndex",
-           "ShardedIndex", "index_factory", "load_index"]
+__all__ = ["Index", "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "IVFSQIndex",
+           "LSHIndex", "SQIndex", "ShardedIndex", "index_factory", "load_index"]

@@ -13,6 +13,9 @@ what it means in ``faiss.index_factory`` (FAISS wiki, "The index factory"):
 * ``PQ48x8``: PQ codes of every vector searched exhaustively (``IndexPQ``): an
   :class:`IVFPQIndex` with one list and no residual, which computes the same asymmetric
   distances over every code;
+* ``SQ8``: 8 bits per dimension, every code scanned (``IndexScalarQuantizer`` with
+  ``QT_8bit``): :class:`SQIndex`;
+* ``IVF1024,SQ8``: :class:`IVFSQIndex`, residuals coded (``IndexIVFScalarQuantizer``);
 * ``LSH16x8``: ours, not FAISS's: :class:`LSHIndex` with 16 hyperplanes per table and 8
   tables. FAISS's ``LSH`` is one table of binary codes searched by Hamming distance, which
   the project does not have.
@@ -30,10 +33,11 @@ from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFFlatIndex, IVFPQIndex
 from .lsh import LSHIndex
+from .sq import IVFSQIndex, SQIndex
 
 _PQ = re.compile(r"PQ(\d+)(?:x(\d+))?")
 _GRAMMAR = ("Flat, HNSW<M>[,Flat], IVF<nlist>,Flat, IVF<nlist>,PQ<m>[x<bits>][,Refine(Flat)], "
-            "PQ<m>[x<bits>], LSH<bits>x<tables>")
+            "IVF<nlist>,SQ8, PQ<m>[x<bits>], SQ8, LSH<bits>x<tables>")
 
 
 def index_factory(d: int, description: str, metric: str = "l2") -> Index:
@@ -70,12 +74,16 @@ def _build(d: int, parts: list[str], metric: str, refine: bool) -> Index | None:
         raise ValueError(f"{head!r}: FAISS's LSH (one table of binary codes searched by "
                          "Hamming distance) is not implemented; our bucketed LSHIndex is "
                          "'LSH<bits>x<tables>', e.g. 'LSH16x8'")
+    if head == "SQ8" and not rest:
+        return SQIndex(d, metric)
     if (found := _PQ.fullmatch(head)) and not rest:
         return _ivfpq(d, 1, found, metric, by_residual=False)
     if (found := re.fullmatch(r"IVF(\d+)", head)) and len(rest) == 1:
         nlist = int(found[1])
         if rest[0] == "Flat":
             return IVFFlatIndex(d, nlist, metric)
+        if rest[0] == "SQ8":
+            return IVFSQIndex(d, nlist, metric)
         if pq := _PQ.fullmatch(rest[0]):
             index = _ivfpq(d, nlist, pq, metric, store_vectors=refine)
             if refine:
