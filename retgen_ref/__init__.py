@@ -14,9 +14,11 @@ with kernel_cache():
     from .features import (PositiveRandomFeatures, RandomFourierFeatures, kernel_attention,
                            kernel_matrix, paper_kernel_estimate)
     from .index import (FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex, IVFSQIndex,
-                        LSHIndex, ShardedIndex, SQIndex, index_factory, load_index)
+                        LSHIndex, PreTransformIndex, ShardedIndex, SQIndex, index_factory,
+                        load_index)
     from .kmeans import KMeans
     from .lm import RetgenLM, load_corpus
+    from .opq import OPQ
     from .pq import ProductQuantizer
     from .sq import ScalarQuantizer
     from .threads import num_threads
@@ -25,7 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FlatIndex", "HNSWIndex", "IVFFlatIndex", "IVFPQIndex", "IVFSQIndex", "Index", "KMeans",
-    "LSHIndex", "RetgenLM", "SQIndex", "ScalarQuantizer", "ShardedIndex", "load_corpus",
+    "LSHIndex", "OPQ", "PreTransformIndex", "RetgenLM", "SQIndex", "ScalarQuantizer",
+    "ShardedIndex", "load_corpus",
     "PositiveRandomFeatures", "ProductQuantizer", "RandomFourierFeatures", "RetrievalResult",
     "attention_weights", "dropped_mass", "index_factory", "kernel_attention", "kernel_matrix", "load_index",
     "multi_head_attention", "num_threads", "paper_kernel_estimate", "retrieval_attention",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from retgen_ref import (FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, IVFSQIndex, LSHIndex,
-                        ShardedIndex, SQIndex)
+from retgen_ref import (OPQ, FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, IVFSQIndex,
+                        LSHIndex, PreTransformIndex, ShardedIndex, SQIndex)
 
 D_DIM = 8
 
@@ -26,6 +26,11 @@ def build(kind: str, tmp_path=None, x=None):
         return LSHIndex(D_DIM, nbits=4, n_tables=4)
     if kind == "sharded":
         return ShardedIndex(tmp_path / "store", d=D_DIM, shard_size=128)
+    if kind == "opq":
+        index = PreTransformIndex(OPQ(D_DIM, 2, nbits=4, n_iter=3), IVFPQIndex(D_DIM, 8, 2, 4))
+        index.train(x)
+        index.nprobe = 8
+        return index
     if kind == "sq":
         index = SQIndex(D_DIM)
         index.train(x)
@@ -39,4 +44,4 @@ def build(kind: str, tmp_path=None, x=None):
     return index
 
 
-KINDS = ["flat", "hnsw", "lsh", "ivfflat", "ivfpq", "sq", "ivfsq", "sharded"]
+KINDS = ["flat", "hnsw", "lsh", "ivfflat", "ivfpq", "sq", "ivfsq", "opq", "sharded"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from retgen_ref import (FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex, IVFSQIndex, LSHIndex,
-                        SQIndex, index_factory)
+                        PreTransformIndex, SQIndex, index_factory)
 
 faiss = pytest.importorskip("faiss")
 
@@ -31,6 +31,8 @@ def _recall(I, truth):
     ("PQ8x6", IVFPQIndex, "IndexPQ", {"nlist": 1, "m": 8, "nbits": 6}),
     ("SQ8", SQIndex, "IndexScalarQuantizer", {}),
     ("IVF16,SQ8", IVFSQIndex, "IndexIVFScalarQuantizer", {"nlist": 16}),
+    ("OPQ8,IVF16,PQ8", PreTransformIndex, "IndexPreTransform", {}),
+    ("OPQ4_32,PQ4", PreTransformIndex, "IndexPreTransform", {}),
     ("IVF16,PQ8,Refine(Flat)", IVFPQIndex, "IndexRefine",
      {"nlist": 16, "m": 8, "nbits": 8, "refine_k": 1}),
 ])
@@ -46,7 +48,7 @@ def test_a_string_builds_what_faiss_builds_from_it(description, cls, faiss_cls, 
 
 
 @pytest.mark.parametrize("description", ["PQ8x8", "IVF16,PQ8x8", "IVF16,PQ8x8,Refine(Flat)",
-                                         "SQ8", "IVF16,SQ8"])
+                                         "SQ8", "IVF16,SQ8", "OPQ8,IVF16,PQ8x8"])
 def test_the_built_indexes_reach_faiss_s_recall(description):
     """Same data, same string, same nprobe: recall@10 against the exact neighbours."""
     x, xq = _data(5_000, 0), _data(100, 1)
@@ -55,7 +57,7 @@ def test_the_built_indexes_reach_faiss_s_recall(description):
     for index in (ours, theirs):
         index.train(x)
         index.add(x)
-    if description.startswith("IVF"):
+    if "IVF" in description:
         ours.nprobe = 4
         faiss.extract_index_ivf(theirs).nprobe = 4
     recall_ours = _recall(ours.search(xq, 10)[1], truth)
@@ -91,6 +93,8 @@ def test_metric_and_lsh():
     ("Flat,Refine(Flat)", "Refine(Flat) is supported after IVF<nlist>,PQ<m>"),
     ("LSH", "FAISS's LSH"),
     ("IVF16_HNSW32,Flat", "cannot read"),
+    ("OPQ8_16,IVF16,PQ8", "not implemented"),
+    ("OPQ8", "cannot read"),
 ])
 def test_strings_we_cannot_read_are_clear_errors(description, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

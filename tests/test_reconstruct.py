@@ -22,17 +22,20 @@ def test_every_kind_gives_back_what_it_stored(kind, tmp_path):
     ids = np.array([599, 0, 17, 17, 300])
     got = index.reconstruct_batch(ids)
     assert got.shape == (5, D_DIM) and got.dtype == np.float32
-    if kind in ("ivfpq", "sq", "ivfsq"):  # decoded, not stored
+    if kind in ("ivfpq", "opq", "sq", "ivfsq"):  # decoded, not stored
         error = np.abs(got - x[ids]).max()
-        bound = 0.5 if kind == "ivfpq" else 0.01   # SQ8: half a step of the value range
+        bound = 0.01 if "sq" in kind else 0.5   # SQ8: half a step of the value range
         assert 0 < error < bound * np.abs(x - x.mean(axis=0)).max(), error
     elif index.metric == "cosine":
         unit = x / np.linalg.norm(x, axis=1, keepdims=True)
         assert np.allclose(got, unit[ids], atol=1e-7)
     else:
         assert np.array_equal(got, x[ids])
-    assert np.array_equal(index.reconstruct(17), got[2])
-    assert np.array_equal(index.reconstruct_n(298, 3), index.reconstruct_batch([298, 299, 300]))
+    # the same id gives the same vector in any batch; a rotation's float32 product may
+    # round the last bit differently with the batch size (BLAS blocking)
+    same = (lambda a, b: np.allclose(a, b, rtol=1e-6)) if kind == "opq" else np.array_equal
+    assert same(index.reconstruct(17), got[2])
+    assert same(index.reconstruct_n(298, 3), index.reconstruct_batch([298, 299, 300]))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -16,6 +16,9 @@ what it means in ``faiss.index_factory`` (FAISS wiki, "The index factory"):
 * ``SQ8``: 8 bits per dimension, every code scanned (``IndexScalarQuantizer`` with
   ``QT_8bit``): :class:`SQIndex`;
 * ``IVF1024,SQ8``: :class:`IVFSQIndex`, residuals coded (``IndexIVFScalarQuantizer``);
+* ``OPQ16,...``: the index ``...`` behind a learned rotation for 16 sub-quantizers
+  (``IndexPreTransform`` of an ``OPQMatrix``): :class:`PreTransformIndex` of an
+  :class:`~retgen_ref.opq.OPQ` (``OPQ16_D`` only with ``D = d``: no dimension reduction);
 * ``LSH16x8``: ours, not FAISS's: :class:`LSHIndex` with 16 hyperplanes per table and 8
   tables. FAISS's ``LSH`` is one table of binary codes searched by Hamming distance, which
   the project does not have.
@@ -32,12 +35,15 @@ from .base import Index
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFFlatIndex, IVFPQIndex
+from ..opq import OPQ
 from .lsh import LSHIndex
+from .pretransform import PreTransformIndex
 from .sq import IVFSQIndex, SQIndex
 
 _PQ = re.compile(r"PQ(\d+)(?:x(\d+))?")
 _GRAMMAR = ("Flat, HNSW<M>[,Flat], IVF<nlist>,Flat, IVF<nlist>,PQ<m>[x<bits>][,Refine(Flat)], "
-            "IVF<nlist>,SQ8, PQ<m>[x<bits>], SQ8, LSH<bits>x<tables>")
+            "IVF<nlist>,SQ8, PQ<m>[x<bits>], SQ8, LSH<bits>x<tables>, and OPQ<m>,<any of "
+            "these>")
 
 
 def index_factory(d: int, description: str, metric: str = "l2") -> Index:
@@ -51,11 +57,17 @@ def index_factory(d: int, description: str, metric: str = "l2") -> Index:
     refine = parts[-1] == "Refine(Flat)"
     if refine:
         parts = parts[:-1]
-    index = _build(d, parts, metric, refine)
+    opq = re.fullmatch(r"OPQ(\d+)(?:_(\d+))?", parts[0])
+    if opq and opq[2] and int(opq[2]) != d:
+        raise ValueError(f"{parts[0]}: OPQ with an output dimension {opq[2]} ≠ d = {d} "
+                         "(a dimension reduction) is not implemented; use OPQ{m} or "
+                         f"OPQ{{m}}_{d}")
+    index = _build(d, parts[1:] if opq else parts, metric, refine) if len(parts) > bool(opq) \
+        else None
     if index is None:
         raise ValueError(f"cannot read the index description {description!r}; the strings "
                          f"understood are: {_GRAMMAR}")
-    return index
+    return PreTransformIndex(OPQ(d, int(opq[1])), index) if opq else index
 
 
 def _build(d: int, parts: list[str], metric: str, refine: bool) -> Index | None:
