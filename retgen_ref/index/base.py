@@ -133,6 +133,22 @@ class Index(ABC):
         I_all = np.concatenate([i for _, i in found] or [empty[1]])
         return lims, D_all.astype(np.float32), I_all.astype(np.int64)
 
+    @staticmethod
+    def _checked_ids(ids, n: int) -> np.ndarray:
+        """``ids`` as int64 of shape ``(n,)`` (one per row added), else ``ValueError``."""
+        ids = np.asarray(ids)
+        if ids.shape != (n,) or (n and ids.dtype.kind not in "iu"):
+            raise ValueError(f"ids must be {n} integers (one per row of x), "
+                             f"got shape {ids.shape} and dtype {ids.dtype}")
+        return ids.astype(np.int64)
+
+    @staticmethod
+    def _ids_to_remove(ids) -> np.ndarray:
+        ids = np.asarray(ids)
+        if ids.size and ids.dtype.kind not in "iu":
+            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+        return ids.astype(np.int64).ravel()
+
     def reconstruct(self, key: int) -> np.ndarray:
         """The stored vector with id ``key``, ``(d,)`` float32 (FAISS ``reconstruct``): as
         stored, so a unit row for cosine and the decoded code for a quantized index."""

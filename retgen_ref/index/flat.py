@@ -49,6 +49,7 @@ class FlatIndex(Index):
         self._vectors = GrowableRows(self.d, np.float32)
         self._norms = GrowableRows(None, np.float32)
         self._max_sq_norm = 0.0
+        self._ids: GrowableRows | None = None  # None: the ids are the positions
         self.last_search_stats: dict | None = None
 
     @property
@@ -60,27 +61,80 @@ class FlatIndex(Index):
         """Read-only view of the stored vectors ``(ntotal, d)`` (unit rows for cosine)."""
         return self._vectors.view()
 
-    _stored_rows = vectors.fget
+    @property
+    def ids(self) -> np.ndarray:
+        """The id of each stored row, in storage order (``0 … ntotal − 1`` unless
+        :meth:`add_with_ids` or :meth:`remove_ids` was used)."""
+        return np.arange(self.ntotal) if self._ids is None else self._ids.view()
+
+    def add_with_ids(self, x, ids) -> None:
+        """Store the rows of ``x`` under the given int64 ``ids`` (FAISS ``IndexIDMap``);
+        a later :meth:`add` numbers on from the largest id. Ties in a search are broken by
+        storage order, which is id order only for the default ids."""
+        x = self._prepare(x, "x")
+        self._write(self._add, x, self._checked_ids(ids, len(x)))
+
+    def remove_ids(self, ids) -> int:
+        """Remove every stored vector whose id is in ``ids``; return how many were removed.
+        Costs ``O(ntotal · d)``: the rows that stay are copied together."""
+        return self._write(self._remove, self._ids_to_remove(ids))
+
+    def _remove(self, ids: np.ndarray) -> int:
+        stored = self.ids
+        keep = ~np.isin(stored, ids)
+        removed = int(len(keep) - keep.sum())
+        if removed:
+            vectors = self._vectors.view()[keep]
+            self._reset()
+            self._add(vectors, stored[keep])
+        return removed
+
+    def _stored_rows(self) -> np.ndarray:
+        return self.vectors
+
+    def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        if self._ids is None:
+            return super()._reconstruct(ids)
+        stored = self._ids.view()
+        order = np.argsort(stored, kind="stable")
+        found = np.minimum(np.searchsorted(stored[order], ids), len(order) - 1)
+        missing = stored[order[found]] != ids
+        if missing.any():
+            raise ValueError(f"id {int(ids[missing][0])} is not in this FlatIndex")
+        return self.vectors[order[found]].copy()
 
     def _reset(self) -> None:
         self._vectors.clear()
         self._norms.clear()
         self._max_sq_norm = 0.0
+        self._ids = None
 
-    def _add(self, x: np.ndarray) -> None:
+    def _add(self, x: np.ndarray, ids: np.ndarray | None = None) -> None:
+        if ids is not None and self._ids is None:  # from positions to an id map
+            self._ids = GrowableRows(None, np.int64)
+            self._ids.append(np.arange(self.ntotal))
+        if self._ids is not None:
+            if ids is None:
+                start = int(self._ids.view().max()) + 1 if self.ntotal else 0
+                ids = np.arange(start, start + len(x))
+            self._ids.append(ids)
         norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)
         self._vectors.append(x)
         self._norms.append(norms.astype(np.float32))
-        self._max_sq_norm = max(self._max_sq_norm, float(norms.max()))
+        if len(x):
+            self._max_sq_norm = max(self._max_sq_norm, float(norms.max()))
 
     def _search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         D, I, rescanned = exact_topk(xq, self._vectors.view(), self._norms.view(), k,
                                      self.metric, self._max_sq_norm)
         self.last_search_stats = {"rescanned": rescanned}
+        if self._ids is not None:
+            I = np.where(I >= 0, self._ids.view()[np.maximum(I, 0)], -1)
         return D, I
 
     def _state(self):
-        return {}, {"vectors": self._vectors.view()}
+        arrays = {"vectors": self._vectors.view()}
+        return {}, arrays if self._ids is None else {**arrays, "ids": self._ids.view()}
 
     @classmethod
     def _from_state(cls, params, arrays):
@@ -88,6 +142,9 @@ class FlatIndex(Index):
         vectors = arrays["vectors"]
         if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != index.d:
             raise ValueError(f"vectors have shape {vectors.shape} and dtype {vectors.dtype}")
-        if len(vectors):
-            index._add(np.ascontiguousarray(vectors))
+        ids = arrays.get("ids")
+        if ids is not None and (ids.dtype != np.int64 or ids.shape != (len(vectors),)):
+            raise ValueError(f"ids have shape {ids.shape} and dtype {ids.dtype}")
+        if len(vectors) or ids is not None:
+            index._add(np.ascontiguousarray(vectors), ids)
         return index

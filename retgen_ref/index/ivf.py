@@ -114,11 +114,7 @@ class _IVFIndex(Index):
         if not self.is_trained:
             raise ValueError(f"{type(self).__name__} must be trained before add(); call train(x)")
         x = self._prepare(x, "x")
-        ids = np.asarray(ids)
-        if ids.dtype.kind not in "iu" or ids.shape != (len(x),):
-            raise ValueError(f"ids must be {len(x)} integers (one per row of x), "
-                             f"got shape {ids.shape} and dtype {ids.dtype}")
-        self._write(self._add_with_ids, x, ids.astype(np.int64))
+        self._write(self._add_with_ids, x, self._checked_ids(ids, len(x)))
 
     def _add_with_ids(self, x: np.ndarray, ids: np.ndarray) -> None:
         lists = self._assign(x)
@@ -128,12 +124,10 @@ class _IVFIndex(Index):
 
     def remove_ids(self, ids) -> int:
         """Remove every stored vector whose id is in ``ids``; return how many were removed."""
-        ids = np.asarray(ids)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+        ids = self._ids_to_remove(ids)
         if not self.is_trained:
             return 0
-        return self._write(self.lists.remove_ids, ids.astype(np.int64).ravel())
+        return self._write(self.lists.remove_ids, ids)
 
     def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
         if not self.is_trained:
