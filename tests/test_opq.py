@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from retgen_ref import FlatIndex, IVFPQIndex, load_index, num_threads
+from retgen_ref import FlatIndex, HNSWIndex, IVFPQIndex, load_index, num_threads
 from retgen_ref.distances import normalise_rows
 from retgen_ref.index.pretransform import PreTransformIndex
 from retgen_ref.opq import OPQ, procrustes, random_rotation
@@ -322,5 +322,7 @@ def test_bad_index_compositions_are_clear_errors(small):
         index.search(xq, 0)
     with pytest.raises(AttributeError, match="FlatIndex has no 'nprobe'"):
         index.nprobe = 4
-    with pytest.raises(AttributeError, match="FlatIndex has no 'add_with_ids'"):
-        index.add_with_ids(xb, np.arange(len(xb)))
+    graph = PreTransformIndex(OPQ(16, 4, nbits=4, n_iter=2), HNSWIndex(16, 8))
+    graph.train(xb)
+    with pytest.raises(AttributeError, match="HNSWIndex has no 'add_with_ids'"):
+        graph.add_with_ids(xb, np.arange(len(xb)))
