@@ -55,6 +55,8 @@ def test_default_ids_become_a_map_on_the_first_removal_and_add_numbers_on():
     assert index.search(x[:1], 1)[1][0, 0] == 7_000
     n = index.ntotal
     assert index.remove_ids(index.ids) == n and index.ntotal == 0
+    with pytest.raises(ValueError, match="id 5 is not in this FlatIndex"):
+        index.reconstruct(5)                             # an empty id map, not an IndexError
     with pytest.raises(ValueError, match="empty"):
         index.search(x[:1], 1)
 

@@ -256,6 +256,18 @@ class Index(ABC):
     def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "Index": ...
 
 
+def rows_with_ids(stored: np.ndarray, ids: np.ndarray, owner: str) -> np.ndarray:
+    """Row of ``stored`` (an id per row) holding each of ``ids``, the first of equal ids;
+    an id not stored is a ``ValueError`` naming it and ``owner``. Sorts ``stored``: one
+    call for many ids is the efficient use."""
+    order = np.argsort(stored, kind="stable")
+    found = np.minimum(np.searchsorted(stored[order], ids), max(len(order) - 1, 0))
+    missing = (stored[order[found]] != ids) if len(order) else np.ones(len(ids), bool)
+    if missing.any():
+        raise ValueError(f"id {int(ids[missing][0])} is not in this {owner}")
+    return order[found]
+
+
 def _padded(D: np.ndarray, I: np.ndarray, k: int, metric: str):
     """``(D, I)`` widened to ``k`` columns with ``∓inf`` / ``-1`` padding."""
     nq, kept = I.shape

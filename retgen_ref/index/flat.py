@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exact import exact_topk
-from .base import Index, register_index
+from .base import Index, register_index, rows_with_ids
 from .growable import GrowableRows
 
 
@@ -95,13 +95,7 @@ class FlatIndex(Index):
     def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
         if self._ids is None:
             return super()._reconstruct(ids)
-        stored = self._ids.view()
-        order = np.argsort(stored, kind="stable")
-        found = np.minimum(np.searchsorted(stored[order], ids), len(order) - 1)
-        missing = stored[order[found]] != ids
-        if missing.any():
-            raise ValueError(f"id {int(ids[missing][0])} is not in this FlatIndex")
-        return self.vectors[order[found]].copy()
+        return self.vectors[rows_with_ids(self._ids.view(), ids, "FlatIndex")].copy()
 
     def _reset(self) -> None:
         self._vectors.clear()

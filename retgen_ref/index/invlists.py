@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import rows_with_ids
+
 _MIN_CAPACITY = 8
 
 
@@ -55,19 +57,13 @@ class InvertedLists:
         return self.columns["ids"]
 
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pool positions and lists of the entries with ``ids`` (the first stored of equal
-        ids); an id not stored is a ``ValueError``. Sorts the stored ids: one call for
-        many ids is the efficient use."""
+        """Pool positions and lists of the entries with ``ids``
+        (:func:`~.base.rows_with_ids` over the live entries)."""
         lists = np.repeat(np.arange(self.nlist), self.sizes)
         first = np.cumsum(self.sizes) - self.sizes
         positions = np.repeat(self.offsets - first, self.sizes) + np.arange(len(lists))
-        stored = self.ids[positions]
-        order = np.argsort(stored, kind="stable")
-        found = np.minimum(np.searchsorted(stored[order], ids), max(len(order) - 1, 0))
-        missing = (stored[order[found]] != ids) if len(order) else np.ones(len(ids), bool)
-        if missing.any():
-            raise ValueError(f"id {int(ids[missing][0])} is not in this index")
-        return positions[order[found]], lists[order[found]]
+        rows = rows_with_ids(self.ids[positions], ids, "index")
+        return positions[rows], lists[rows]
 
     def _copy_rows(self, dst: int, src: int, count: int) -> None:
         for column in self.columns.values():
