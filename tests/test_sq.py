@@ -25,7 +25,9 @@ def _max_error(x, sq):
     """Per-entry ``|x − decode(encode(x))|`` and the allowed half step plus rounding."""
     err = np.abs(x.astype(np.float64) - sq.decode(sq.encode(x)))
     scale = np.abs(sq.vmin_).astype(np.float64) + sq.vdiff_
-    return err, sq.vdiff_.astype(np.float64) / 510 + 4 * EPS32 * scale
+    # float32 cannot round finer than its smallest subnormal: a floor for tiny ranges
+    tiny = 4 * float(np.finfo(np.float32).smallest_subnormal)
+    return err, sq.vdiff_.astype(np.float64) / 510 + 4 * EPS32 * scale + tiny
 
 
 # -- the quantizer ------------------------------------------------------------------------
