@@ -1,18 +1,31 @@
-"""Approximate search: our IVF-Flat, IVF-PQ and HNSW vs FAISS and hnswlib, side by side.
+"""Approximate search: our IVF-Flat, IVF-PQ, IVF-SQ8, OPQ+IVF-PQ and HNSW vs FAISS and hnswlib.
 
 ann-benchmarks style, in one run, on the same data, with the same parameters and threads:
 
 * ``gmm-200k-128``: 200,000 × 128 Gaussian mixture, squared L2;
 * ``unit-100k-384``: 100,000 × 384 clustered unit vectors, inner product.
 
+Every family is one FAISS index-factory string, derived from the dataset's ``nlist`` and PQ
+``m`` (``IVF1024,Flat``, ``IVF1024,PQ16x8``, ``IVF1024,SQ8``, ``OPQ16,IVF1024,PQ16x8``,
+``HNSW16``), and both libraries are built from that same string:
+``retgen_ref.index_factory(d, string, metric)`` and ``faiss.index_factory(d, string,
+METRIC_L2 or METRIC_INNER_PRODUCT)``. hnswlib has no index strings: it keeps its own
+constructor (``hnswlib.Index`` + ``init_index(M=16, ...)``), with the ``M`` of ``HNSW16``.
+The build parameters the strings leave to defaults are then set equal in every library:
+``ef_construction = 200`` for HNSW (FAISS's default is 40), 50 OPQ alternations (FAISS's
+default; ours is 25), and FAISS's polysemous training of PQ codebooks switched off (its
+factory turns it on; it only permutes the codewords for Hamming filtering, which search
+does not use at ``polysemous_ht = 0``, and we have no such step).
+
 For each index family the build (train + add) is timed at 1 and 2 threads, then recall@10
 (against exact search) and QPS are measured over a sweep of the search knob (``nprobe``,
 ``ef_search``) for a batch of 1,000 queries in one call and for single queries (one call
 each), at 1 and 2 threads. Writes ``benchmarks/results/ann.json``, ``docs/ann.png`` and the
-tables in ``docs/benchmarks.md``. Targets (issue 4): recall@10 within 0.01 of the peer at
+tables in ``docs/benchmarks.md``; ``--quick`` writes ``benchmarks/results/ann-quick.json``
+only and leaves the docs alone. Targets (issue 4): recall@10 within 0.01 of the peer at
 the same parameters; QPS ≥ 0.5× the peer's at equal recall; HNSW build ≤ 2× hnswlib.
 
-    python benchmarks/bench_ann.py                 # full run (about 20 minutes on 2 cores)
+    python benchmarks/bench_ann.py                 # full run (about 35 minutes on 2 cores)
     python benchmarks/bench_ann.py --quick         # 10% of the data, short sweeps
 """
 
@@ -28,7 +41,7 @@ import numpy as np
 
 from _harness import (BENCH_DOC, RESULTS, machine, machine_line, markdown_table,
                       median_seconds, replace_doc_section, threads, write_json)
-from retgen_ref import FlatIndex, HNSWIndex, IVFFlatIndex, IVFPQIndex
+from retgen_ref import FlatIndex, index_factory
 from retgen_ref.synthetic import clustered_unit_vectors, gaussian_mixture
 
 K = 10
@@ -39,28 +52,43 @@ DATASETS = {  # name: (generator, n, d, metric, nlist, PQ m)
 NPROBES = (1, 2, 4, 8, 16, 32, 64)
 EF_SEARCH = (16, 32, 64, 128, 256)
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 200
+OPQ_N_ITER = 50  # FAISS's OPQMatrix default
 
 
 def recall(I: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a[a >= 0]) & set(b)) / len(b) for a, b in zip(I, truth)]))
 
 
+# -- the families: one FAISS index-factory string each, built by every library -------------
+FAMILIES = {  # family: (index string from the dataset's nlist and PQ m, knobs, libraries)
+    "IVF-Flat": ("IVF{nlist},Flat", NPROBES, ["Ours", "Faiss"]),
+    "IVF-PQ": ("IVF{nlist},PQ{m}x8", NPROBES, ["Ours", "Faiss"]),
+    "IVF-SQ8": ("IVF{nlist},SQ8", NPROBES, ["Ours", "Faiss"]),
+    "OPQ+IVF-PQ": ("OPQ{m},IVF{nlist},PQ{m}x8", NPROBES, ["Ours", "Faiss"]),
+    "HNSW": ("HNSW{M}", EF_SEARCH, ["Ours", "Faiss", "Hnswlib"]),
+}
+
+
+def index_string(family: str, dataset: str) -> str:
+    """The FAISS index-factory string of ``family`` on ``dataset``, e.g. ``IVF1024,PQ16x8``."""
+    _, _, _, _, nlist, m = DATASETS[dataset]
+    return FAMILIES[family][0].format(nlist=nlist, m=m, M=HNSW_M)
+
+
 # -- the libraries, behind one small interface: build(x, threads), set(knob), search ----------
 class Ours:
     library = "retgen_ref"
 
-    def __init__(self, family, d, metric, nlist, m):
-        self.family, self.d, self.metric, self.nlist, self.m = family, d, metric, nlist, m
+    def __init__(self, family, string, d, metric):
+        self.family, self.string, self.d, self.metric = family, string, d, metric
 
     def build(self, x):
-        if self.family == "IVF-Flat":
-            self.index = IVFFlatIndex(self.d, self.nlist, self.metric)
-        elif self.family == "IVF-PQ":
-            self.index = IVFPQIndex(self.d, self.nlist, self.m, 8, self.metric)
-        else:
-            self.index = HNSWIndex(self.d, HNSW_M, ef_construction=HNSW_EF_CONSTRUCTION,
-                                   metric=self.metric)
-        if self.family != "HNSW":
+        self.index = index_factory(self.d, self.string, self.metric)
+        if self.family == "HNSW":
+            self.index.ef_construction = HNSW_EF_CONSTRUCTION
+        if hasattr(self.index, "transform"):  # OPQ in front: a PreTransformIndex
+            self.index.transform.n_iter = OPQ_N_ITER
+        if not self.index.is_trained:
             self.index.train(x)
         self.index.add(x)
 
@@ -68,7 +96,7 @@ class Ours:
         if self.family == "HNSW":
             self.index.ef_search = knob
         else:
-            self.index.nprobe = knob
+            self.index.nprobe = knob  # a PreTransformIndex forwards it to its IVF index
 
     def search(self, xq):
         return self.index.search(xq, K)[1]
@@ -83,24 +111,24 @@ class Ours:
 class Faiss:
     library = "faiss"
 
-    def __init__(self, family, d, metric, nlist, m):
+    def __init__(self, family, string, d, metric):
         import faiss
 
-        self.faiss, self.family, self.d, self.nlist, self.m = faiss, family, d, nlist, m
+        self.faiss, self.family, self.string, self.d = faiss, family, string, d
         self.metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
 
     def build(self, x):
         f = self.faiss
-        quantizer = (f.IndexFlatL2 if self.metric == f.METRIC_L2 else f.IndexFlatIP)(self.d)
-        if self.family == "IVF-Flat":
-            self.index = f.IndexIVFFlat(quantizer, self.d, self.nlist, self.metric)
-        elif self.family == "IVF-PQ":
-            self.index = f.IndexIVFPQ(quantizer, self.d, self.nlist, self.m, 8, self.metric)
-        else:
-            self.index = f.IndexHNSWFlat(self.d, HNSW_M, self.metric)
+        self.index = f.index_factory(self.d, self.string, self.metric)
+        if self.family == "HNSW":
             self.index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        self._quantizer = quantizer  # the IVF index does not own it
-        if self.family != "HNSW":
+        else:
+            inner = f.downcast_index(f.extract_index_ivf(self.index))
+            if hasattr(inner, "do_polysemous_training"):
+                inner.do_polysemous_training = False
+        if isinstance(self.index, f.IndexPreTransform):
+            f.downcast_VectorTransform(self.index.chain.at(0)).niter = OPQ_N_ITER
+        if not self.index.is_trained:
             self.index.train(x)
         self.index.add(x)
 
@@ -108,7 +136,7 @@ class Faiss:
         if self.family == "HNSW":
             self.index.hnsw.efSearch = knob
         else:
-            self.index.nprobe = knob
+            self.faiss.extract_index_ivf(self.index).nprobe = knob  # through IndexPreTransform
 
     def search(self, xq):
         return self.index.search(xq, K)[1]
@@ -118,9 +146,11 @@ class Faiss:
 
 
 class Hnswlib:
+    """hnswlib has no index strings: its own constructor, with the ``M`` of ``HNSW16``."""
+
     library = "hnswlib"
 
-    def __init__(self, family, d, metric, nlist, m):
+    def __init__(self, family, string, d, metric):
         self.d, self.space = d, "l2" if metric == "l2" else "ip"
 
     def build(self, x):
@@ -144,25 +174,27 @@ class Hnswlib:
             return os.path.getsize(path)
 
 
-FAMILIES = {"IVF-Flat": (NPROBES, [Ours, Faiss]), "IVF-PQ": (NPROBES, [Ours, Faiss]),
-            "HNSW": (EF_SEARCH, [Ours, Faiss, Hnswlib])}
+LIBRARIES = {"Ours": Ours, "Faiss": Faiss, "Hnswlib": Hnswlib}
 
 
 def bench_family(family, dataset, x, xq, truth, thread_counts, n_single, min_seconds):
-    _, n, d, metric, nlist, m = DATASETS[dataset]
-    knobs, libraries = FAMILIES[family]
+    _, n, d, metric, _, _ = DATASETS[dataset]
+    _, knobs, libraries = FAMILIES[family]
+    string = index_string(family, dataset)
     builds, points = [], []
-    for lib_cls in libraries:
-        lib = lib_cls(family, d, metric, nlist, m)
+    for name in libraries:
+        lib = LIBRARIES[name](family, string, d, metric)
         for t in thread_counts:  # build at every thread count; search with the last one
             lib.threads = t
             with threads(t):
                 t0 = time.perf_counter()
                 lib.build(x)
                 seconds = time.perf_counter() - t0
-            builds.append({"dataset": dataset, "family": family, "library": lib.library,
-                           "threads": t, "build_seconds": seconds, "bytes": lib.nbytes()})
-            print(f"{dataset} {family:8s} {lib.library:10s} build {t}T {seconds:7.2f}s")
+            builds.append({"dataset": dataset, "family": family, "index": string,
+                           "library": lib.library, "threads": t, "build_seconds": seconds,
+                           "bytes": lib.nbytes()})
+            print(f"{dataset} {family:10s} {string!r} {lib.library:10s} build {t}T "
+                  f"{seconds:7.2f}s")
         for t in thread_counts:
             lib.threads = t
             with threads(t):
@@ -177,10 +209,10 @@ def bench_family(family, dataset, x, xq, truth, thread_counts, n_single, min_sec
                             lib.search(single_q[i:i + 1])
 
                     single = n_single / median_seconds(singles, min_seconds)
-                    points.append({"dataset": dataset, "family": family,
+                    points.append({"dataset": dataset, "family": family, "index": string,
                                    "library": lib.library, "threads": t, "knob": knob,
                                    "recall": r, "qps_batch": batch, "qps_single": single})
-                    print(f"{dataset} {family:8s} {lib.library:10s} {t}T knob {knob:4d} "
+                    print(f"{dataset} {family:10s} {lib.library:10s} {t}T knob {knob:4d} "
                           f"recall {r:.4f} batch {batch:9.0f} qps single {single:7.0f} qps")
     return builds, points
 
@@ -220,6 +252,9 @@ def comparison_rows(points):
     return rows
 
 
+LINE_STYLES = {"retgen_ref": ("-", "o"), "faiss": ("--", "s"), "hnswlib": (":", "^")}
+
+
 def plot(points, path):
     import matplotlib
 
@@ -227,6 +262,9 @@ def plot(points, path):
     import matplotlib.pyplot as plt
 
     datasets = sorted({p["dataset"] for p in points})
+    families = [f for f in FAMILIES if f in {p["family"] for p in points}]
+    families += sorted({p["family"] for p in points} - set(families))
+    colours = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
     thread_counts = sorted({p["threads"] for p in points})
     fig, axes = plt.subplots(len(datasets), len(thread_counts), figsize=(6 * len(thread_counts),
                              4.5 * len(datasets)), squeeze=False)
@@ -238,9 +276,12 @@ def plot(points, path):
                 pts = sorted((p["recall"], p["qps_batch"]) for p in points
                              if (p["dataset"], p["threads"], p["family"], p["library"]) ==
                              (dataset, t, family, library))
-                style = "-" if library == "retgen_ref" else "--"
-                ax.plot(*zip(*pts), style, marker="o", markersize=3,
-                        label=f"{family} ({library})")
+                if not pts:
+                    continue
+                # colour: the family (one index string); line and marker: the library
+                style, marker = LINE_STYLES.get(library, ("-.", "x"))
+                ax.plot(*zip(*pts), style, marker=marker, markersize=3,
+                        color=colours[family], label=f"{family} ({library})")
             ax.set_yscale("log")
             ax.set_xlabel("recall@10")
             ax.set_ylabel("queries per second (batch of 1,000)")
@@ -289,9 +330,11 @@ def tables(builds, rows) -> str:
         return "–" if v is None else format(v, spec)
 
     build_table = markdown_table(
-        ["dataset", "family", "library", "threads", "build s", "saved index MB"],
-        [[b["dataset"], b["family"], b["library"], b["threads"], f'{b["build_seconds"]:.1f}',
-          f'{b["bytes"] / 2**20:.1f}'] for b in builds])
+        ["dataset", "family", "index string", "library", "threads", "build s",
+         "saved index MB"],
+        [[b["dataset"], b["family"], f'`{b.get("index") or index_string(b["family"], b["dataset"])}`'
+          if b["library"] != "hnswlib" else "– (own constructor)", b["library"], b["threads"],
+          f'{b["build_seconds"]:.1f}', f'{b["bytes"] / 2**20:.1f}'] for b in builds])
     search_table = markdown_table(
         ["dataset", "family", "vs", "threads", "queries", "knob", "recall ours", "recall peer",
          "QPS ours", "QPS peer", "ours / peer", "ours / peer at equal recall"],
@@ -300,7 +343,13 @@ def tables(builds, rows) -> str:
           fmt(r["qps_peer"]), f'{r["qps_ours"] / r["qps_peer"]:.2f}',
           fmt(r["qps_peer_at_our_recall"] and r["qps_ours"] / r["qps_peer_at_our_recall"], ".2f")]
          for r in rows])
-    return (f"{summary(builds, rows)}\n\n### Build (train + add) and size\n\nSize is the index saved to disk by each "
+    return (f"{summary(builds, rows)}\n\n### Build (train + add) and size\n\nOurs and FAISS are "
+            f"built from the same FAISS index-factory string (`retgen_ref.index_factory` and "
+            f"`faiss.index_factory`); hnswlib, which has no strings, from its own constructor "
+            f"with the same M. Set equal in every library after the string: ef_construction = "
+            f"{HNSW_EF_CONSTRUCTION}, {OPQ_N_ITER} OPQ alternations, and FAISS's polysemous "
+            f"training off (it only permutes PQ codewords; search does not use it).\n\n"
+            f"Size is the index saved to disk by each "
             f"library (our `save`, FAISS `serialize_index`, hnswlib `save_index`). In memory, "
             f"IVF-PQ with l2 also holds the precomputed table of nlist·m·ksub floats "
             f"(16 MB for gmm-200k-128), in both libraries.\n\n{build_table}\n\n"
@@ -352,8 +401,8 @@ def main():
 
 def write_docs(payload: dict) -> None:
     plot(payload["points"], BENCH_DOC.parent / "ann.png")
-    replace_doc_section("bench_ann", "## Approximate search: IVF-Flat, IVF-PQ, HNSW vs FAISS and "
-                        "hnswlib\n\n`python benchmarks/bench_ann.py` (k = 10; JSON in "
+    replace_doc_section("bench_ann", "## Approximate search: IVF-Flat, IVF-PQ, IVF-SQ8, OPQ+IVF-PQ, "
+                        "HNSW vs FAISS and hnswlib\n\n`python benchmarks/bench_ann.py` (k = 10; JSON in "
                         "`benchmarks/results/ann.json`). Machine: "
                         f'{machine_line(payload["machine"])}.\n\n'
                         + tables(payload["builds"], payload["comparison"]))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .distances import METRIC_FORM, candidate_topk, scan_one, sort_heaps
+from .distances import METRIC_FORM, candidate_topk, scan_one, sort_heaps, squared_norms
 from .heap import heap_replace_top, heap_sort, new_heap
 
 UNIT_ROUNDOFF = 2.0 ** -24  # u of float32
@@ -145,7 +145,7 @@ def rescan_some(queries, rows, base, base_norms, alpha, beta, limits, use_l2, ou
 
 
 def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k: int,
-               metric: str, max_sq_norm: float | None = None):
+               metric: str, max_sq_norm: float | None = None, float64: bool = False):
     """Exact k nearest stored vectors of every query, FAISS conventions.
 
     Parameters
@@ -159,6 +159,8 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
         ``+inf`` (l2) or ``-inf`` (ip, cosine).
     max_sq_norm : float, optional
         ``max_j ‖x_j‖²`` (computed from ``base`` if not given).
+    float64 : bool
+        Return ``D`` unrounded, in float64 (to merge results without losing their order).
 
     Returns
     -------
@@ -199,4 +201,46 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
     if not use_l2:
         np.negative(out_v, out=out_v)
     out_v[out_i < 0] = np.inf if use_l2 else -np.inf
-    return out_v.astype(np.float32), out_i, rescanned
+    return (out_v if float64 else out_v.astype(np.float32)), out_i, rescanned
+
+
+#: Bytes of stored rows gathered at a time by :func:`exact_topk_rows`.
+GATHER_BLOCK_BYTES = 64 * 2 ** 20
+
+
+def exact_topk_rows(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray,
+                    rows: np.ndarray, k: int, metric: str, max_sq_norm: float | None = None):
+    """:func:`exact_topk` over the rows ``rows`` (ascending positions) of ``base`` only: a
+    filtered exact search. ``I`` holds positions in ``base``, ties broken by position.
+    ``base_norms`` may be ``None`` (computed for the rows gathered).
+
+    The rows are gathered in blocks of about :data:`GATHER_BLOCK_BYTES` and the blocks'
+    results merged, so the memory used does not grow with ``len(rows)``; the cost is the
+    scan of ``len(rows)`` rows, not of ``base``. ``max_sq_norm`` bounds the whole base's
+    norms, so it bounds the subset's (the certificate stays valid).
+    """
+    nq = len(queries)
+    D = np.full((nq, k), np.inf if metric == "l2" else -np.inf)
+    I = np.full((nq, k), -1, dtype=np.int64)
+    rescanned = 0
+    step = max(1, GATHER_BLOCK_BYTES // (4 * base.shape[1] + 4))
+    for start in range(0, len(rows), step):
+        block = rows[start:start + step]
+        gathered = base[block]
+        norms = squared_norms(gathered) if base_norms is None else base_norms[block]
+        Db, Ib, r = exact_topk(queries, gathered, norms, min(k, len(block)), metric,
+                               max_sq_norm, float64=True)
+        # merged in float64, rounded once: values equal in float32 keep their exact order
+        D, I = merge_results(D, I, Db, np.where(Ib >= 0, block[np.maximum(Ib, 0)], -1), k,
+                             metric)
+        rescanned += r
+    return D.astype(np.float32), I, rescanned
+
+
+def merge_results(D, I, D2, I2, k: int, metric: str):
+    """Best ``k`` of two result sets, ordered by distance and then by id (deterministic;
+    ``-1`` padding last)."""
+    D, I = np.concatenate([D, D2], axis=1), np.concatenate([I, I2], axis=1)
+    order = np.lexsort((np.where(I < 0, np.iinfo(np.int64).max, I),
+                        D if metric == "l2" else -D), axis=1)[:, :k]
+    return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)

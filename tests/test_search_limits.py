@@ -28,8 +28,8 @@ def test_k_beyond_ntotal_does_the_work_of_ntotal_and_pads(kind, tmp_path, monkey
     index.add(x)
     seen = []
     inner = type(index)._search
-    monkeypatch.setattr(type(index), "_search",
-                        lambda self, xq, k: seen.append(k) or inner(self, xq, k))
+    monkeypatch.setattr(type(index), "_search", lambda self, xq, k, *args, **knobs:
+                        seen.append(k) or inner(self, xq, k, *args, **knobs))
     for nq in (1, 30):
         D, I = index.search(x[:nq], 100_000)
         assert D.shape == I.shape == (nq, 100_000)
@@ -42,7 +42,7 @@ def test_k_beyond_ntotal_does_the_work_of_ntotal_and_pads(kind, tmp_path, monkey
 def test_a_result_that_cannot_fit_is_refused_before_any_work(kind, tmp_path, monkeypatch):
     index = build(kind, tmp_path)
     index.add(data(100))
-    monkeypatch.setattr(type(index), "_search", lambda *a: pytest.fail("work started"))
+    monkeypatch.setattr(type(index), "_search", lambda *a, **kw: pytest.fail("work started"))
     with pytest.raises(ValueError, match="GiB.*fewer neighbours or search the queries in"):
         index.search(data(10), 10 ** 10)  # 1.2 TB of results
 

@@ -1,7 +1,7 @@
 """What every index shares: validation at the boundary, FAISS conventions, persistence.
 
-Subclasses implement ``_add(x)``, ``_search(xq, k)``, ``_reset()``, ``_state()`` and
-``_from_state``; this class checks arguments once (DESIGN.md, conventions 1 and 6) so the
+Subclasses implement ``_add(x)``, ``_search(xq, k, id_filter, **knobs)``, ``_reset()``,
+``_state()`` and ``_from_state``; this class checks arguments once (DESIGN.md, conventions 1 and 6) so the
 subclasses and their kernels never have to. It also bounds what a search may cost and
 makes concurrent use defined:
 
@@ -77,15 +77,26 @@ class Index(ABC):
         x = self._prepare(x, "x")
         self._write(self._add, x)
 
-    def search(self, xq, k: int) -> tuple[np.ndarray, np.ndarray]:
+    #: Per-call search parameters: name → ``(attribute holding the default, checker)``,
+    #: the checker being the one the attribute's setter uses.
+    _knobs: dict = {}
+
+    def search(self, xq, k: int, *, ids=None, **params) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(D, I)`` of the ``k`` nearest stored vectors of every row of ``xq``.
 
         ``D`` is ``(nq, k)`` float32 and ``I`` ``(nq, k)`` int64, best first. When fewer
         than ``k`` results exist the rest of a row is padded with id ``-1`` and distance
         ``+inf`` (l2) or ``-inf`` (ip, cosine). ``k`` may exceed ``ntotal``; a result
         larger than half the available memory is refused (``ValueError``) before any work.
+
+        ``ids`` restricts the results to some ids (:class:`IdFilter`: an array of allowed
+        ids, or a boolean mask with ``mask[i]`` for id ``i``); ``params`` are this call's
+        values of the index's search knobs (``nprobe=``, ``ef=``, … see ``_knobs``), in
+        place of the attributes, which they leave unchanged.
         """
         k = check_int(k, "k")
+        knobs = self._checked_knobs(params)
+        id_filter = None if ids is None else IdFilter(ids)
         xq = self._prepare(xq, "xq")
         check_fits(len(xq) * k * 12, f"a result of {len(xq):,} × k={k:,}",
                    "ask for fewer neighbours or search the queries in batches")
@@ -95,16 +106,30 @@ class Index(ABC):
             if ntotal == 0:
                 raise ValueError(f"the {type(self).__name__} is empty; add vectors before "
                                  "searching")
-            D, I = self._search(xq, min(k, ntotal))
+            D, I = self._search(xq, min(k, ntotal), id_filter, **knobs)
         finally:
             self._lock.release_read()
         return (D, I) if k <= ntotal else _padded(D, I, k, self.metric)
 
-    def range_search(self, xq, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _checked_knobs(self, params: dict) -> dict:
+        """Every knob of ``_knobs``: the value given for this call (checked) or the
+        attribute's; an unknown name is a ``TypeError`` listing the known ones."""
+        unknown = sorted(set(params) - set(self._knobs))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.search() has no parameter "
+                            f"{unknown[0]!r}; its per-call parameters: "
+                            f"{', '.join(self._knobs) or 'none'}")
+        return {name: getattr(self, attr) if params.get(name) is None
+                else check(self, params[name])
+                for name, (attr, check) in self._knobs.items()}
+
+    def range_search(self, xq, radius: float, *, ids=None,
+                     **params) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every result within ``radius`` of each query, FAISS's ``(lims, D, I)``: query
         ``i``'s results are ``D[lims[i]:lims[i+1]]`` and ``I[lims[i]:lims[i+1]]``, best
         first. Within means a squared L2 distance ``< radius``, or an inner product or
-        cosine ``> radius`` (FAISS's convention).
+        cosine ``> radius`` (FAISS's convention). ``ids`` and ``params`` as for
+        :meth:`search`.
 
         The results are those :meth:`search` finds: ``k`` starts at
         :data:`RANGE_FIRST_K` and doubles for the queries whose ``k``-th result is still
@@ -115,12 +140,14 @@ class Index(ABC):
         radius = float(radius)
         if not np.isfinite(radius):
             raise ValueError(f"radius must be a finite number, got {radius}")
+        self._checked_knobs(params)
+        id_filter = None if ids is None else IdFilter(ids)
         xq = as_array(xq, "xq", ndim=2, dtype=np.float32, d=self.d,
                       d_name="d (this index's dimension)")
         found: list = [None] * len(xq)
         pending, k = np.arange(len(xq)), min(RANGE_FIRST_K, max(self.ntotal, 1))
         while pending.size:
-            D, I = self.search(xq[pending], k)
+            D, I = self.search(xq[pending], k, ids=id_filter, **params)
             inside = (D < radius if self.metric == "l2" else D > radius) & (I >= 0)
             done = ~inside[:, -1] | (k >= self.ntotal)
             for row in np.flatnonzero(done):
@@ -242,7 +269,10 @@ class Index(ABC):
     def _add(self, x: np.ndarray) -> None: ...
 
     @abstractmethod
-    def _search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def _search(self, xq: np.ndarray, k: int, id_filter: "IdFilter | None",
+                **knobs) -> tuple[np.ndarray, np.ndarray]:
+        """``(D, I)`` of ``k ≤ ntotal`` results, only ids ``id_filter`` allows (None: all),
+        with the knobs of ``_knobs`` given by name; padded when fewer are found."""
 
     @abstractmethod
     def _reset(self) -> None: ...
@@ -254,6 +284,66 @@ class Index(ABC):
     @classmethod
     @abstractmethod
     def _from_state(cls, params: dict, arrays: dict[str, np.ndarray]) -> "Index": ...
+
+
+class IdFilter:
+    """The ids a search may return (FAISS ``IDSelectorBatch`` / ``IDSelectorBitmap``,
+    hnswlib's ``filter``).
+
+    ``ids`` is an array of allowed ids (integers, any order, repeats allowed) or a boolean
+    mask over ids: ``mask[i]`` allows id ``i``, so the mask needs an entry for every stored
+    id (a shorter one is an error, not a silent "not allowed"). An ``IdFilter`` may be
+    passed again as ``ids``.
+
+    Applying it costs ``O(ntotal)`` per search (each index turns it into a mask over its
+    storage); a filter allowing few ids makes the search itself cheaper (exact kinds scan
+    only those rows) or, for HNSW, more expensive per result (see ``HNSWIndex``).
+    """
+
+    def __init__(self, ids):
+        if isinstance(ids, IdFilter):
+            self._mask, self._ids = ids._mask, ids._ids
+            return
+        a = np.asarray(ids)
+        if a.ndim != 1:
+            raise ValueError(f"ids must be a 1-d array of allowed ids or a boolean mask over "
+                             f"ids, got shape {a.shape}")
+        if a.dtype == np.bool_:
+            self._mask, self._ids = a, None
+        elif a.size == 0 or a.dtype.kind in "iu":
+            self._mask, self._ids = None, np.unique(a.astype(np.int64))
+        else:
+            raise TypeError(f"ids must be integers (the allowed ids) or booleans (a mask "
+                            f"over ids), got dtype {a.dtype}")
+
+    def allows(self, stored) -> np.ndarray:
+        """Boolean array: may the row holding id ``stored[i]`` be returned? An int ``n``
+        stands for the ids ``0 … n − 1`` (rows numbered by id)."""
+        if isinstance(stored, (int, np.integer)):
+            n = int(stored)
+            if self._mask is not None:
+                self._check_mask_covers(n - 1)
+                return self._mask[:n].copy()
+            allowed = np.zeros(n, dtype=np.bool_)
+            allowed[self._ids[(self._ids >= 0) & (self._ids < n)]] = True
+            return allowed
+        stored = np.asarray(stored, dtype=np.int64)
+        if self._mask is not None:
+            if stored.size:
+                self._check_mask_covers(int(stored.max()))
+            return self._mask[np.maximum(stored, 0)] & (stored >= 0)
+        found = np.minimum(np.searchsorted(self._ids, stored), max(len(self._ids) - 1, 0))
+        return (self._ids[found] == stored) if len(self._ids) else np.zeros(len(stored), bool)
+
+    def _check_mask_covers(self, largest_id: int) -> None:
+        if largest_id >= len(self._mask):
+            raise ValueError(f"the boolean mask has {len(self._mask)} entries but the index "
+                             f"holds id {largest_id}: a mask needs an entry for every id "
+                             f"(length ≥ {largest_id + 1}); or pass the allowed ids instead")
+
+
+#: The ``allowed`` array of a kernel when no filter applies (kernels test its length).
+NO_FILTER = np.empty(0, dtype=np.bool_)
 
 
 def rows_with_ids(stored: np.ndarray, ids: np.ndarray, owner: str) -> np.ndarray:

@@ -37,7 +37,8 @@ from tqdm import tqdm
 
 from .._validation import check_int
 from . import hnsw_kernels as K
-from .base import Index, register_index
+from ..exact import exact_topk_rows
+from .base import NO_FILTER, Index, register_index, rows_with_ids
 
 #: Default beam width of a search (FAISS's ``efSearch`` default; hnswlib's is 10).
 DEFAULT_EF_SEARCH = 16
@@ -48,6 +49,9 @@ MAX_BATCH = 512
 BATCH_DIVISOR = 2
 #: Work items a thread takes at a time from a parallel loop (dynamic scheduling: a thread
 #: slowed down by another process does not hold up the others).
+#: See :meth:`HNSWIndex._exact_below`: a filtered search scans the allowed nodes exactly
+#: while their number ``a`` satisfies ``a² ≤ EXACT_SCAN_FACTOR · 2M · ef · n``.
+EXACT_SCAN_FACTOR = 1.0
 POINTS_PER_TASK = 2
 LISTS_PER_TASK = 64
 QUERIES_PER_TASK = 4
@@ -162,12 +166,89 @@ class HNSWIndex(Index):
     def ef_search(self, value: int) -> None:
         self._ef_search = check_int(value, "ef_search")
 
+    _knobs = {"ef": ("ef_search", lambda self, value: check_int(value, "ef"))}
+
     @property
     def ntotal(self) -> int:
-        return self._n
+        """Vectors stored and not removed (the graph also holds ``n_deleted`` more)."""
+        return self._n - self._n_deleted
 
-    def _stored_rows(self) -> np.ndarray:
-        return self._vectors[:self._n]
+    @property
+    def n_deleted(self) -> int:
+        """Nodes removed by :meth:`remove_ids`, still in the graph until :meth:`compact`."""
+        return self._n_deleted
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The id of every node, in node order (deleted nodes included; see
+        :meth:`is_deleted`). Node numbers and ids coincide unless :meth:`add_with_ids`
+        was used or the graph was compacted."""
+        v = self._labels[: self._n]
+        v.flags.writeable = False
+        return v
+
+    def is_deleted(self) -> np.ndarray:
+        """``(n nodes,)`` bool: which nodes :meth:`remove_ids` marked deleted (a copy)."""
+        return self._deleted[: self._n].copy()
+
+    # -- ids and deletion (hnswlib's labels, mark_deleted) --------------------------
+    def add_with_ids(self, x, ids) -> None:
+        """Insert the rows of ``x`` under the given int64 ``ids`` (hnswlib's labels;
+        keeping them unique is up to you, as in FAISS's ``IndexIDMap``). A later
+        :meth:`add` numbers on from the largest id ever used."""
+        x = self._prepare(x, "x")
+        self._write(self._add, x, self._checked_ids(ids, len(x)))
+
+    def remove_ids(self, ids) -> int:
+        """Mark deleted every node whose id is in ``ids`` (hnswlib's ``mark_deleted``);
+        return how many were newly marked.
+
+        A deleted node is never returned, but stays in the graph with its links, so
+        searches still pass through it and recall holds. Its memory is reclaimed, and
+        searches stop paying for it, by :meth:`compact`.
+        """
+        return self._write(self._mark_deleted, self._ids_to_remove(ids))
+
+    def _mark_deleted(self, ids: np.ndarray) -> int:
+        n = self._n
+        hit = np.isin(self._labels[:n], ids) & ~self._deleted[:n]
+        self._deleted[:n] |= hit
+        marked = int(hit.sum())
+        self._n_deleted += marked
+        if marked:
+            self._live = None
+        return marked
+
+    def compact(self) -> None:
+        """Rebuild the graph from the nodes not deleted, with their ids, in node order (so
+        a compacted index equals one built from those vectors with ``add_with_ids``)."""
+        self._write(self._compact)
+
+    def _compact(self) -> None:
+        keep = ~self._deleted[: self._n]
+        vectors, labels = self._vectors[: self._n][keep], self._labels[: self._n][keep]
+        next_label = self._next_label
+        self._reset()
+        if len(vectors):
+            self._add(np.ascontiguousarray(vectors), labels)
+        self._next_label = next_label
+
+    def _allowed(self, id_filter) -> np.ndarray:
+        """The kernels' ``allowed`` over nodes: filtered ids, minus deleted nodes."""
+        if id_filter is None:
+            if not self._n_deleted:
+                return NO_FILTER
+            if self._live is None:  # cached until the next add or removal
+                self._live = ~self._deleted[: len(self._vectors)]
+            return self._live
+        allowed = np.zeros(len(self._vectors), dtype=np.bool_)
+        allowed[: self._n] = id_filter.allows(self._labels[: self._n]) & ~self._deleted[: self._n]
+        return allowed
+
+    def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        live = np.flatnonzero(~self._deleted[: self._n])
+        nodes = live[rows_with_ids(self._labels[live], ids, "HNSWIndex")]
+        return self._vectors[nodes].copy()
 
     @property
     def entry_point(self) -> int:
@@ -204,10 +285,15 @@ class HNSWIndex(Index):
         self._rng = np.random.default_rng(self.seed)
         self._n = 0
         self._n_rows = 0
+        self._n_deleted = 0
+        self._next_label = 0
+        self._live = None
         self._entry = -1
         self._max_level = -1
         self._vectors = np.empty((0, self.d), dtype=np.float32)
         self._levels = np.empty(0, dtype=np.int32)
+        self._labels = np.empty(0, dtype=np.int64)
+        self._deleted = np.empty(0, dtype=np.bool_)
         self._offsets = np.empty(0, dtype=np.int64)
         self._links0 = np.empty((0, 2 * self.M), dtype=np.int32)
         self._counts0 = np.empty(0, dtype=np.int32)
@@ -223,6 +309,8 @@ class HNSWIndex(Index):
         if n > len(self._vectors):
             self._vectors = _grown(self._vectors, n, 0)
             self._levels = _grown(self._levels, n, 0)
+            self._labels = _grown(self._labels, n, -1)
+            self._deleted = _grown(self._deleted, n, False)
             self._offsets = _grown(self._offsets, n, 0)
             self._links0 = _grown(self._links0, n, -1)
             self._counts0 = _grown(self._counts0, n, 0)
@@ -230,14 +318,20 @@ class HNSWIndex(Index):
             self._ulinks = _grown(self._ulinks, n_rows, -1)
             self._ucounts = _grown(self._ucounts, n_rows, 0)
 
-    def _add(self, x: np.ndarray) -> None:
+    def _add(self, x: np.ndarray, ids: np.ndarray | None = None) -> None:
         n0, n1 = self._n, self._n + len(x)
+        if ids is None:
+            ids = np.arange(self._next_label, self._next_label + len(x))
         u = 1.0 - self._rng.random(len(x))  # in (0, 1]
         levels = np.floor(-np.log(u) / np.log(self.M)).astype(np.int32)
         ends = self._n_rows + np.cumsum(levels, dtype=np.int64)
         self._reserve(n1, int(ends[-1]))
         self._vectors[n0:n1] = x
         self._levels[n0:n1] = levels
+        self._labels[n0:n1] = ids
+        self._live = None
+        if len(ids):
+            self._next_label = max(self._next_label, int(ids.max()) + 1)
         self._offsets[n0:n1] = ends - levels
         ef = max(self.ef_construction, self.M)
         s = self._pool.acquire(len(self._vectors))
@@ -297,7 +391,12 @@ class HNSWIndex(Index):
                              src[order], self.M, self.metric != "l2")
 
     # -- searching ------------------------------------------------------------------
-    def _search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, xq: np.ndarray, k: int, id_filter=None, ef: int = DEFAULT_EF_SEARCH):
+        allowed = self._allowed(id_filter)
+        if id_filter is not None:
+            n_allowed = int(allowed.sum())
+            if n_allowed <= self._exact_below(max(ef, k)):
+                return self._search_exact(xq, k, np.flatnonzero(allowed), n_allowed)
         nq = len(xq)
         out_v = np.empty((nq, k), dtype=np.float32)
         out_i = np.empty((nq, k), dtype=np.int64)
@@ -306,10 +405,10 @@ class HNSWIndex(Index):
         s = self._pool.acquire(len(self._vectors))
         try:
             # A beam wider than the graph holds nothing more: ef ≤ ntotal bounds the scratch.
-            res_v, res_i = s.results(min(max(self._ef_search, k), self._n))
+            res_v, res_i = s.results(min(max(ef, k), self._n))
             args = (xq, self._vectors, self._links0, self._counts0, self._ulinks, self._ucounts,
                     self._offsets, self._entry, self._max_level, s.stamps, s.gens, s.cand_v,
-                    s.cand_i, res_v, res_i, out_v, out_i, ndis, ip)
+                    s.cand_i, res_v, res_i, out_v, out_i, ndis, allowed, ip)
             if nq == 1:
                 K.search_serial(*args)
             else:
@@ -321,18 +420,38 @@ class HNSWIndex(Index):
             np.negative(out_v, out=out_v)
         if out_i[:, -1].min() < 0:  # fewer than k results: pad (they sort last)
             out_v[out_i < 0] = -np.inf if ip else np.inf
-        self.last_search_stats = {"distances": ndis}
-        return out_v, out_i
+        self.last_search_stats = {"distances": ndis, "path": "graph"}
+        return out_v, np.where(out_i >= 0, self._labels[np.maximum(out_i, 0)], -1)
+
+    def _exact_below(self, ef: int) -> float:
+        """Filtered searches allowing at most this many nodes scan them exactly.
+
+        A graph search must collect ``ef`` allowed nodes: with a fraction ``s = a / n``
+        of the ``n`` nodes allowed it expands about ``ef / s`` nodes of up to ``2M``
+        links each, ``2M · ef · n / a`` distances, while scanning the ``a`` allowed
+        nodes costs ``a``. The scan is cheaper, and exact, while
+        ``a² ≤ EXACT_SCAN_FACTOR · 2M · ef · n``.
+        """
+        return float(np.sqrt(EXACT_SCAN_FACTOR * 2 * self.M * ef * self._n))
+
+    def _search_exact(self, xq, k, nodes, n_allowed):
+        D, I, _ = exact_topk_rows(xq, self._vectors[: self._n], None, nodes, k,
+                                  "l2" if self.metric == "l2" else "ip")
+        self.last_search_stats = {"distances": np.full(len(xq), n_allowed),
+                                  "path": "exact scan"}
+        return D, np.where(I >= 0, self._labels[np.maximum(I, 0)], -1)
 
     # -- persistence ----------------------------------------------------------------
     def _state(self):
         n, r = self._n, self._n_rows
         params = {"M": self.M, "ef_construction": self.ef_construction, "seed": self.seed,
                   "ef_search": self._ef_search, "entry_point": self._entry,
-                  "max_level": self._max_level, "rng_state": self._rng.bit_generator.state}
+                  "max_level": self._max_level, "rng_state": self._rng.bit_generator.state,
+                  "next_id": self._next_label}
         arrays = {"vectors": self._vectors[:n], "levels": self._levels[:n],
                   "links0": self._links0[:n], "counts0": self._counts0[:n],
-                  "ulinks": self._ulinks[:r], "ucounts": self._ucounts[:r]}
+                  "ulinks": self._ulinks[:r], "ucounts": self._ucounts[:r],
+                  "ids": self._labels[:n], "deleted": self._deleted[:n]}
         return params, arrays
 
     @classmethod
@@ -373,6 +492,14 @@ class HNSWIndex(Index):
         index._links0[:n], index._counts0[:n] = links0, counts0
         index._ulinks[:r], index._ucounts[:r] = ulinks, ucounts
         index._n, index._n_rows, index._entry, index._max_level = n, r, entry, max_level
+        # Files written before ids and deletion existed: ids are node numbers, none deleted.
+        labels = (_checked(arrays, "ids", np.int64, (n,)) if "ids" in arrays
+                  else np.arange(n, dtype=np.int64))
+        deleted = (_checked(arrays, "deleted", np.bool_, (n,)) if "deleted" in arrays
+                   else np.zeros(n, dtype=np.bool_))
+        index._labels[:n], index._deleted[:n] = labels, deleted
+        index._n_deleted = int(deleted.sum())
+        index._next_label = int(params.get("next_id", n))
         return index
 
 

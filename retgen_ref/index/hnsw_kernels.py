@@ -35,6 +35,9 @@ from ..distances import minimised_value
 from ..heap import EMPTY, heap_replace_top, heap_sort, min_heap_pop, min_heap_push
 
 _STAMP_LIMIT = np.iinfo(np.int32).max
+#: ``allowed`` of the beam searches that insert: every node, deleted ones included (as
+#: in hnswlib, a deleted node keeps its links and can still be linked to).
+_EVERY_NODE = np.empty(0, dtype=np.bool_)
 
 
 @njit(inline="always", cache=True)
@@ -76,17 +79,24 @@ def greedy_descent(q, vectors, ulinks, ucounts, offsets, layer, cur, cur_d, ip):
 
 @njit(fastmath=True, cache=True)
 def beam_search(q, vectors, links, counts, offsets, layer, entry, entry_d, res_v, res_i,
-                cand_v, cand_i, stamps, stamp, ip):
+                cand_v, cand_i, stamps, stamp, allowed, ip):
     """Paper Algorithm 2 (SEARCH-LAYER): best-first search of one layer with ``ef`` results.
 
     ``res_v, res_i`` (size ``ef``) receive the ``ef`` closest nodes found, as a max-heap
     (unsorted; unused slots ``(EMPTY, -1)``). The closest unexpanded candidate is expanded
     until it is farther than the worst of ``ef`` results. ``cand_v, cand_i`` need room for
     every node (each is pushed at most once). Returns the number of distances computed.
+
+    A non-empty ``allowed`` (a filtered search, or deleted nodes) keeps the nodes ``j``
+    with ``allowed[j]`` false out of the results but not out of the candidates: the
+    search still walks through them, and stops only once ``ef`` allowed nodes are found
+    and no candidate beats the worst (hnswlib's filtered ``searchBaseLayerST``).
     """
+    filtered = allowed.shape[0] > 0
     res_v[:] = EMPTY
     res_i[:] = -1
-    heap_replace_top(res_v, res_i, entry_d, entry)
+    if not filtered or allowed[entry]:
+        heap_replace_top(res_v, res_i, entry_d, entry)
     stamps[entry] = stamp
     cand_v[0] = entry_d
     cand_i[0] = entry
@@ -109,7 +119,8 @@ def beam_search(q, vectors, links, counts, offsets, layer, entry, entry_d, res_v
             if dj < res_v[0]:
                 min_heap_push(cand_v, cand_i, n_cand, dj, j)
                 n_cand += 1
-                heap_replace_top(res_v, res_i, dj, j)
+                if not filtered or allowed[j]:
+                    heap_replace_top(res_v, res_i, dj, j)
     return ndis
 
 
@@ -163,10 +174,10 @@ def _insert_one(p, vectors, levels, offsets, links0, counts0, ulinks, ucounts, s
             stamp = _next_stamp(stamps, gens, t)
             if layer == 0:
                 beam_search(q, vectors, links0, counts0, offsets, 0, cur, cur_d, hv, hi,
-                            cand_v[t], cand_i[t], stamps[t], stamp, ip)
+                            cand_v[t], cand_i[t], stamps[t], stamp, _EVERY_NODE, ip)
             else:
                 beam_search(q, vectors, ulinks, ucounts, offsets, layer, cur, cur_d, hv, hi,
-                            cand_v[t], cand_i[t], stamps[t], stamp, ip)
+                            cand_v[t], cand_i[t], stamps[t], stamp, _EVERY_NODE, ip)
             for s in range(hv.shape[0]):  # the closest result enters the next layer
                 if hi[s] >= 0 and (hv[s] < cur_d or (hv[s] == cur_d and hi[s] < cur)):
                     cur, cur_d = hi[s], hv[s]
@@ -253,7 +264,7 @@ def insert_reverse(vectors, offsets, links0, counts0, ulinks, ucounts, group_lay
 
 @njit(fastmath=True, cache=True)
 def _search_one(q, vectors, links0, counts0, ulinks, ucounts, offsets, entry, max_level,
-                hv, hi, cand_v, cand_i, stamps, stamp, ip):
+                hv, hi, cand_v, cand_i, stamps, stamp, allowed, ip):
     """Paper Algorithm 5 (K-NN-SEARCH): greedy descent to layer 1, then beam search on 0.
 
     Leaves the ``ef`` results sorted ascending in ``(hv, hi)``; returns the distance count.
@@ -266,7 +277,7 @@ def _search_one(q, vectors, links0, counts0, ulinks, ucounts, offsets, entry, ma
                                         cur_d, ip)
         ndis += nd
     ndis += beam_search(q, vectors, links0, counts0, offsets, 0, cur, cur_d, hv, hi, cand_v,
-                        cand_i, stamps, stamp, ip)
+                        cand_i, stamps, stamp, allowed, ip)
     heap_sort(hv, hi)
     return ndis
 
@@ -274,15 +285,16 @@ def _search_one(q, vectors, links0, counts0, ulinks, ucounts, offsets, entry, ma
 @njit(parallel=True, fastmath=True, cache=True)
 def search_parallel(queries, vectors, links0, counts0, ulinks, ucounts, offsets, entry,
                     max_level, stamps, gens, cand_v, cand_i, res_v, res_i, out_v, out_i, ndis,
-                    ip):
-    """Search every query (in parallel); the ``k`` best of each go to ``out_v, out_i``."""
+                    allowed, ip):
+    """Search every query (in parallel); the ``k`` best of each go to ``out_v, out_i``
+    (only nodes ``allowed`` when it is not empty, see :func:`beam_search`)."""
     k = out_v.shape[1]
     for i in prange(queries.shape[0]):
         t = numba.get_thread_id()
         hv, hi = res_v[t], res_i[t]
         ndis[i] = _search_one(queries[i], vectors, links0, counts0, ulinks, ucounts, offsets,
                               entry, max_level, hv, hi, cand_v[t], cand_i[t], stamps[t],
-                              _next_stamp(stamps, gens, t), ip)
+                              _next_stamp(stamps, gens, t), allowed, ip)
         out_v[i] = hv[:k]
         out_i[i] = hi[:k]
 
@@ -290,14 +302,14 @@ def search_parallel(queries, vectors, links0, counts0, ulinks, ucounts, offsets,
 @njit(fastmath=True, cache=True)
 def search_serial(queries, vectors, links0, counts0, ulinks, ucounts, offsets, entry,
                   max_level, stamps, gens, cand_v, cand_i, res_v, res_i, out_v, out_i, ndis,
-                  ip):
+                  allowed, ip):
     """:func:`search_parallel` on one thread, without the cost of starting the pool."""
     k = out_v.shape[1]
     hv, hi = res_v[0], res_i[0]
     for i in range(queries.shape[0]):
         ndis[i] = _search_one(queries[i], vectors, links0, counts0, ulinks, ucounts, offsets,
                               entry, max_level, hv, hi, cand_v[0], cand_i[0], stamps[0],
-                              _next_stamp(stamps, gens, 0), ip)
+                              _next_stamp(stamps, gens, 0), allowed, ip)
         out_v[i] = hv[:k]
         out_i[i] = hi[:k]
 

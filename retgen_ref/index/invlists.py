@@ -56,12 +56,16 @@ class InvertedLists:
     def ids(self) -> np.ndarray:
         return self.columns["ids"]
 
+    def live_positions(self) -> np.ndarray:
+        """Pool positions of the live entries, list after list (``(ntotal,)`` int64)."""
+        first = np.cumsum(self.sizes) - self.sizes
+        return np.repeat(self.offsets - first, self.sizes) + np.arange(self.ntotal)
+
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pool positions and lists of the entries with ``ids``
         (:func:`~.base.rows_with_ids` over the live entries)."""
         lists = np.repeat(np.arange(self.nlist), self.sizes)
-        first = np.cumsum(self.sizes) - self.sizes
-        positions = np.repeat(self.offsets - first, self.sizes) + np.arange(len(lists))
+        positions = self.live_positions()
         rows = rows_with_ids(self.ids[positions], ids, "index")
         return positions[rows], lists[rows]
 

@@ -26,7 +26,7 @@ from ..distances import METRIC_FORM, fast_topk, sort_heaps, squared_norms
 from ..heap import new_heaps
 from ..kmeans import KMeans
 from ..pq import ProductQuantizer
-from .base import Index, register_index
+from .base import NO_FILTER, Index, register_index
 from .invlists import InvertedLists
 from .ivf_kernels import flat_search_one, pq_search_one, scan_flat_lists, scan_pq_lists
 
@@ -49,14 +49,20 @@ class _IVFIndex(Index):
         self.last_search_stats: dict | None = None
 
     # -- parameters -------------------------------------------------------------------
+    def _check_nprobe(self, value) -> int:
+        return check_int(value, "nprobe", maximum=self.nlist)
+
+    _knobs = {"nprobe": ("nprobe", _check_nprobe)}
+
     @property
     def nprobe(self) -> int:
-        """Number of inverted lists scanned per query, ``1 ≤ nprobe ≤ nlist``."""
+        """Number of inverted lists scanned per query, ``1 ≤ nprobe ≤ nlist`` (or per call:
+        ``search(xq, k, nprobe=…)``)."""
         return self._nprobe
 
     @nprobe.setter
     def nprobe(self, value) -> None:
-        self._nprobe = check_int(value, "nprobe", maximum=self.nlist)
+        self._nprobe = self._check_nprobe(value)
 
     @property
     def is_trained(self) -> bool:
@@ -98,11 +104,11 @@ class _IVFIndex(Index):
         """The ``nprobe`` nearest centroids: ``(values, lists)``, l2 distance or inner product."""
         return fast_topk(xq, self.centroids, self._centroid_norms, nprobe, self._coarse_metric)
 
-    def _coarse_form(self):
+    def _coarse_form(self, nprobe: int):
         """``(α, β, centroids, norms, nprobe)`` for the single-query kernels' coarse search."""
         alpha, beta, _ = METRIC_FORM[self._coarse_metric]
         return (self.centroids, self._centroid_norms, np.float32(alpha), np.float32(beta),
-                self.nprobe)
+                nprobe)
 
     # -- adding and removing ----------------------------------------------------------
     def _add(self, x: np.ndarray) -> None:
@@ -140,38 +146,51 @@ class _IVFIndex(Index):
             self.lists.clear()
 
     # -- searching ----------------------------------------------------------------------
-    def _search(self, xq: np.ndarray, k: int):
+    def _search(self, xq: np.ndarray, k: int, id_filter=None, **knobs):
         # More candidates than stored vectors would only be padding.
-        n_candidates = max(k, min(self._n_candidates(k), self.ntotal))
+        n_candidates = max(k, min(self._n_candidates(k, knobs), self.ntotal))
+        allowed = self._allowed(id_filter)
         if len(xq) == 1:  # one fused kernel call: Python overhead would dominate
-            heap_vals, heap_pos, count = self._search_one(xq[0], n_candidates)
-            D, I = self._finish(*self._refine(xq, heap_vals[None], heap_pos[None], k))
+            heap_vals, heap_pos, count = self._search_one(xq[0], n_candidates, knobs["nprobe"],
+                                                          allowed)
+            D, I = self._finish(*self._refine(xq, heap_vals[None], heap_pos[None], k, knobs))
             scanned = np.array([count])
         else:
             # Queries in blocks, so the candidates (and the vectors gathered to re-rank
             # them) take at most about SEARCH_BLOCK_BYTES at a time.
             block = max(1, SEARCH_BLOCK_BYTES // (n_candidates * (self.d + 4) * 4))
-            parts = [self._search_block(xq[i:i + block], k, n_candidates)
+            parts = [self._search_block(xq[i:i + block], k, n_candidates, knobs, allowed)
                      for i in range(0, len(xq), block)]
             D, I, scanned = (np.concatenate(a) for a in zip(*parts))
         self.last_search_stats = {"coarse_distances": self.nlist,
                                   "entries_scanned": scanned}
         return D, I
 
-    def _search_block(self, xq: np.ndarray, k: int, n_candidates: int):
-        coarse, probes = self._coarse_search(xq, self.nprobe)
+    def _allowed(self, id_filter) -> np.ndarray:
+        """The kernels' ``allowed`` mask over pool positions (the live entries' ids tested;
+        :data:`~.base.NO_FILTER` without a filter)."""
+        if id_filter is None:
+            return NO_FILTER
+        allowed = np.zeros(len(self.lists.ids), dtype=np.bool_)
+        live = self.lists.live_positions()
+        allowed[live] = id_filter.allows(self.lists.ids[live])
+        return allowed
+
+    def _search_block(self, xq: np.ndarray, k: int, n_candidates: int, knobs: dict,
+                      allowed: np.ndarray):
+        coarse, probes = self._coarse_search(xq, knobs["nprobe"])
         heap_vals, heap_pos = new_heaps(len(xq), n_candidates)
         scanned = np.zeros(len(xq), dtype=np.int64)
-        self._scan(xq, coarse, probes, heap_vals, heap_pos, scanned)
+        self._scan(xq, coarse, probes, heap_vals, heap_pos, scanned, allowed)
         sort_heaps(heap_vals, heap_pos)
-        D, I = self._finish(*self._refine(xq, heap_vals, heap_pos, k))
+        D, I = self._finish(*self._refine(xq, heap_vals, heap_pos, k, knobs))
         return D, I, scanned
 
-    def _n_candidates(self, k: int) -> int:
+    def _n_candidates(self, k: int, knobs: dict) -> int:
         """How many candidates the list scan keeps per query (more if re-ranked)."""
         return k
 
-    def _refine(self, xq, heap_vals, heap_pos, k):
+    def _refine(self, xq, heap_vals, heap_pos, k, knobs: dict):
         """Re-rank the scanned candidates; the base class keeps them as they are."""
         return heap_vals, heap_pos
 
@@ -275,15 +294,15 @@ class IVFFlatIndex(_IVFIndex):
     def _decode(self, positions, lists) -> np.ndarray:
         return self.lists.columns["vectors"][positions].copy()
 
-    def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned):
+    def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned, allowed):
         lists = self.lists
         scan_flat_lists(xq, probes, lists.columns["vectors"], lists.offsets, lists.sizes,
-                        self.metric == "l2", heap_vals, heap_pos, scanned)
+                        self.metric == "l2", allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, k):
+    def _search_one(self, q, k, nprobe, allowed):
         lists = self.lists
-        return flat_search_one(q, *self._coarse_form(), lists.columns["vectors"],
-                               lists.offsets, lists.sizes, self.metric == "l2", k)
+        return flat_search_one(q, *self._coarse_form(nprobe), lists.columns["vectors"],
+                               lists.offsets, lists.sizes, self.metric == "l2", allowed, k)
 
 
 @register_index
@@ -340,11 +359,16 @@ class IVFPQIndex(_IVFIndex):
 
     @refine_k.setter
     def refine_k(self, value) -> None:
+        self._refine_k = self._check_refine_k(value)
+
+    def _check_refine_k(self, value) -> int:
         value = check_int(value, "refine_k", minimum=0)
         if value and not self.store_vectors:
             raise ValueError("refine_k needs the stored vectors; build the index with "
                              "store_vectors=True")
-        self._refine_k = value
+        return value
+
+    _knobs = {**_IVFIndex._knobs, "refine_k": ("refine_k", _check_refine_k)}
 
     @classmethod
     def _construct(cls, params):
@@ -411,7 +435,7 @@ class IVFPQIndex(_IVFIndex):
         tables *= np.float32(-2.0 if self.metric == "l2" else -1.0)
         return tables
 
-    def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned):
+    def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned, allowed):
         l2 = self.metric == "l2"
         if self.by_residual:
             coarse_terms = coarse if l2 else -coarse
@@ -422,9 +446,9 @@ class IVFPQIndex(_IVFIndex):
         lists = self.lists
         scan_pq_lists(self._query_tables(xq), self._list_terms,
                       np.ascontiguousarray(coarse_terms), probes, lists.columns["codes"],
-                      lists.offsets, lists.sizes, heap_vals, heap_pos, scanned)
+                      lists.offsets, lists.sizes, allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, k):
+    def _search_one(self, q, k, nprobe, allowed):
         # coarse term = weight · (minimised coarse value) + offset: ‖y‖² − 2q·y + ‖q‖² for
         # l2 with residuals, ‖q‖² without; −q·y for ip with residuals, 0 without
         l2 = self.metric == "l2"
@@ -432,14 +456,14 @@ class IVFPQIndex(_IVFIndex):
         weight = np.float32(1.0 if self.by_residual else 0.0)
         lists = self.lists
         return pq_search_one(q, self._codebooks_t, np.float32(-2.0 if l2 else -1.0),
-                             self._list_terms, *self._coarse_form(), weight, offset,
-                             lists.columns["codes"], lists.offsets, lists.sizes, k)
+                             self._list_terms, *self._coarse_form(nprobe), weight, offset,
+                             lists.columns["codes"], lists.offsets, lists.sizes, allowed, k)
 
-    def _n_candidates(self, k: int) -> int:
-        return max(k, self.refine_k) if self.refine_k else k
+    def _n_candidates(self, k: int, knobs: dict) -> int:
+        return max(k, knobs["refine_k"])
 
-    def _refine(self, xq, heap_vals, heap_pos, k):
-        if not self.refine_k:
+    def _refine(self, xq, heap_vals, heap_pos, k, knobs: dict):
+        if not knobs["refine_k"]:
             return heap_vals, heap_pos
         valid = heap_pos >= 0
         vectors = self.lists.columns["vectors"][np.maximum(heap_pos, 0)]  # (nq, k', d)

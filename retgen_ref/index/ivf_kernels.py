@@ -22,11 +22,14 @@ from ..heap import heap_replace_top, heap_sort, new_heap
 
 
 @njit(fastmath=True, cache=True)
-def flat_scan_one(q, probes, pool, offsets, sizes, use_l2, hv, hi):
+def flat_scan_one(q, probes, pool, offsets, sizes, use_l2, allowed, hv, hi):
     """IVF-Flat, one query: score every stored vector of the lists in ``probes``.
 
-    Values by :func:`~retgen_ref.distances.minimised_value`. ``-1`` entries of ``probes`` are skipped. Returns the number of vectors scored.
+    Values by :func:`~retgen_ref.distances.minimised_value`. ``-1`` entries of ``probes``
+    are skipped, and so are the pool positions ``j`` with ``allowed[j]`` false when
+    ``allowed`` is not empty (a filtered search). Returns the number of vectors scored.
     """
+    filtered = allowed.shape[0] > 0
     count = 0
     for p in range(probes.shape[0]):
         lst = probes[p]
@@ -36,6 +39,9 @@ def flat_scan_one(q, probes, pool, offsets, sizes, use_l2, hv, hi):
         end = start + sizes[lst]
         count += end - start
         for j in range(start, end):
+            if filtered and not allowed[j]:
+                count -= 1
+                continue
             v = minimised_value(q, pool, j, use_l2)
             if v < hv[0]:
                 heap_replace_top(hv, hi, v, j)
@@ -51,7 +57,7 @@ def _sum_tables(list_table, query_table, out):
 
 @njit(cache=True)
 def pq_scan_one(query_table, list_terms, coarse_terms, probes, codes, offsets, sizes, table,
-                hv, hi):
+                allowed, hv, hi):
     """IVF-PQ, one query: score the PQ codes of the lists in ``probes`` by table look-ups.
 
     The value of a code ``c`` in list ``l = probes[p]`` is
@@ -63,8 +69,10 @@ def pq_scan_one(query_table, list_terms, coarse_terms, probes, codes, offsets, s
     ``list_terms`` may have a first axis of length 1 when it does not depend on the list.
     The two tables are summed into ``table`` (``(m, ksub)`` scratch) once per probed list,
     or once per query when ``list_terms`` is shared, so a code costs ``m`` look-ups and
-    adds. Returns the number of codes scored.
+    adds. Positions ``e`` with ``allowed[e]`` false are skipped when ``allowed`` is not
+    empty. Returns the number of codes scored.
     """
+    filtered = allowed.shape[0] > 0
     m = query_table.shape[0]
     shared = list_terms.shape[0] == 1
     if shared:
@@ -81,6 +89,9 @@ def pq_scan_one(query_table, list_terms, coarse_terms, probes, codes, offsets, s
         end = start + sizes[lst]
         count += end - start
         for e in range(start, end):
+            if filtered and not allowed[e]:
+                count -= 1
+                continue
             code = codes[e]
             v = base
             for j in range(m):
@@ -91,23 +102,24 @@ def pq_scan_one(query_table, list_terms, coarse_terms, probes, codes, offsets, s
 
 
 @njit(parallel=True, cache=True)
-def scan_flat_lists(queries, probes, pool, offsets, sizes, use_l2, heap_vals, heap_ids,
-                    scanned):
+def scan_flat_lists(queries, probes, pool, offsets, sizes, use_l2, allowed, heap_vals,
+                    heap_ids, scanned):
     """:func:`flat_scan_one` for every query, in parallel; counts into ``scanned``."""
     for i in prange(queries.shape[0]):
         scanned[i] = flat_scan_one(queries[i], probes[i], pool, offsets, sizes, use_l2,
-                                   heap_vals[i], heap_ids[i])
+                                   allowed, heap_vals[i], heap_ids[i])
 
 
 @njit(parallel=True, cache=True)
 def scan_pq_lists(query_tables, list_terms, coarse_terms, probes, codes, offsets, sizes,
-                  heap_vals, heap_ids, scanned):
+                  allowed, heap_vals, heap_ids, scanned):
     """:func:`pq_scan_one` for every query, in parallel; counts into ``scanned``."""
     m, ksub = query_tables.shape[1], query_tables.shape[2]
     for i in prange(query_tables.shape[0]):
         table = np.empty((m, ksub), dtype=np.float32)
         scanned[i] = pq_scan_one(query_tables[i], list_terms, coarse_terms[i], probes[i],
-                                 codes, offsets, sizes, table, heap_vals[i], heap_ids[i])
+                                 codes, offsets, sizes, table, allowed, heap_vals[i],
+                                 heap_ids[i])
 
 
 @njit(cache=True)
@@ -125,18 +137,19 @@ def coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe):
 
 @njit(cache=True)
 def flat_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, pool, offsets, sizes,
-                    use_l2, k):
+                    use_l2, allowed, k):
     """IVF-Flat search of one query in one call: ``(values, positions, scanned)``, sorted."""
     _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
     hv, hi = new_heap(k)
-    scanned = flat_scan_one(q, lists, pool, offsets, sizes, use_l2, hv, hi)
+    scanned = flat_scan_one(q, lists, pool, offsets, sizes, use_l2, allowed, hv, hi)
     heap_sort(hv, hi)
     return hv, hi, scanned
 
 
 @njit(cache=True)
 def pq_search_one(q, codebooks_t, table_scale, list_terms, centroids, centroid_norms, alpha,
-                  beta, nprobe, coarse_weight, coarse_offset, codes, offsets, sizes, k):
+                  beta, nprobe, coarse_weight, coarse_offset, codes, offsets, sizes, allowed,
+                  k):
     """IVF-PQ search of one query in one call: ``(values, positions, scanned)``, sorted.
 
     The query's table is ``table_scale · q_j·C_jc`` from the transposed codebooks
@@ -156,6 +169,6 @@ def pq_search_one(q, codebooks_t, table_scale, list_terms, centroids, centroid_n
     hv, hi = new_heap(k)
     table = np.empty((m, ksub), dtype=np.float32)
     scanned = pq_scan_one(query_table, list_terms, coarse_terms, lists, codes, offsets, sizes,
-                          table, hv, hi)
+                          table, allowed, hv, hi)
     heap_sort(hv, hi)
     return hv, hi, scanned

@@ -40,6 +40,7 @@ from ..distances import minimised_value, sort_heaps
 from ..heap import heap_replace_top, new_heaps
 from .base import Index, register_index
 from .growable import GrowableRows
+from .rowids import PositionalIds
 
 #: Keys are uint64 bit patterns, so a table has at most 64 hyperplanes.
 MAX_BITS = 64
@@ -70,16 +71,19 @@ def hash_rows(x, planes, keys):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def probe_and_rerank(queries, query_keys, sorted_keys, sorted_ids, base, use_l2,
+def probe_and_rerank(queries, query_keys, sorted_keys, sorted_ids, base, use_l2, allowed,
                      heap_vals, heap_ids, candidates):
     """Gather the query's bucket in every table, deduplicate, score exactly into the heaps.
 
     ``sorted_keys[t]`` is table ``t``'s keys in ascending order and ``sorted_ids[t]`` the
-    matching ids (CSR without offsets: a bucket is the run of equal keys, found by binary
-    search). Duplicates are removed by sorting the query's own candidate list, so the
-    kernel keeps no shared scratch state and concurrent calls are safe. Value: ``‖q − x‖²``
-    if ``use_l2`` else ``−q·x``. ``candidates[i]`` receives the number of distinct ids.
+    matching row positions (CSR without offsets: a bucket is the run of equal keys, found
+    by binary search). Duplicates are removed by sorting the query's own candidate list, so
+    the kernel keeps no shared scratch state and concurrent calls are safe. Value:
+    ``‖q − x‖²`` if ``use_l2`` else ``−q·x``. Positions ``j`` with ``allowed[j]`` false are
+    skipped before scoring when ``allowed`` is not empty (a filtered search).
+    ``candidates[i]`` receives the number of distinct positions scored.
     """
+    filtered = allowed.shape[0] > 0
     nq, d = queries.shape
     n_tables = sorted_keys.shape[0]
     for i in prange(nq):
@@ -107,6 +111,8 @@ def probe_and_rerank(queries, query_keys, sorted_keys, sorted_ids, base, use_l2,
             if j == previous:
                 continue
             previous = j
+            if filtered and not allowed[j]:
+                continue
             count += 1
             v = minimised_value(q, base, j, use_l2)
             if v < hv[0]:
@@ -115,7 +121,7 @@ def probe_and_rerank(queries, query_keys, sorted_keys, sorted_ids, base, use_l2,
 
 
 @register_index
-class LSHIndex(Index):
+class LSHIndex(PositionalIds, Index):
     """Locality-sensitive hashing by sign random projections, re-ranked exactly.
 
     Parameters
@@ -147,10 +153,13 @@ class LSHIndex(Index):
 
     Notes
     -----
-    ``add`` may be called at any time; ids are ``0, 1, 2, …`` in order of adding. Keys are
-    appended in amortised ``O(1)`` per vector; the per-table sorted view used by ``search``
-    is rebuilt lazily by the first search after an add, ``O(L · n log n)`` once, so add in
-    batches rather than alternating single adds with searches. Fewer than ``k`` candidates
+    ``add`` may be called at any time; ids are ``0, 1, 2, …`` in order of adding, or your
+    own with ``add_with_ids`` (``remove_ids`` copies the rows that stay, ``O(n)``: see
+    :mod:`~.rowids`). Keys are appended in amortised ``O(1)`` per vector; the per-table
+    sorted view used by ``search`` is rebuilt lazily by the first search after an add or a
+    removal, ``O(L · n log n)`` once, so add in batches rather than alternating single adds
+    with searches. ``search(xq, k, ids=…)`` scores only the allowed candidates of the
+    query's buckets (the filter does not bring in more candidates). Fewer than ``k`` candidates
     is normal for LSH: the row is padded with id ``-1`` and ``+inf`` (l2) / ``-inf``.
 
     Examples
@@ -179,7 +188,7 @@ class LSHIndex(Index):
         self.hyperplanes.flags.writeable = False
         self._vectors = GrowableRows(self.d, np.float32)
         self._keys = GrowableRows(self.n_tables, np.uint64)
-        self._sorted = None  # (ntotal it was built for, sorted keys, sorted ids)
+        self._sorted = None  # (ntotal it was built for, sorted keys, sorted positions)
         self._sort_lock = threading.Lock()
         self.last_search_stats: dict | None = None
 
@@ -206,13 +215,22 @@ class LSHIndex(Index):
         self._vectors.clear()
         self._keys.clear()
         self._sorted = None
+        self._clear_ids()
 
-    def _add(self, x: np.ndarray, keys: np.ndarray | None = None) -> None:
+    def _add_rows(self, x: np.ndarray, keys: np.ndarray | None = None) -> None:
         self._keys.append(self._hash(x) if keys is None else keys)
         self._vectors.append(x)
 
+    def _keep_rows(self, keep: np.ndarray) -> None:
+        vectors, keys = self._vectors.view()[keep], self._keys.view()[keep]
+        self._vectors.clear()
+        self._keys.clear()
+        self._sorted = None  # positions changed: the buckets are sorted again when searched
+        self._add_rows(vectors, keys)
+
     def _buckets(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per table, keys in ascending order and their ids ``(n_tables, ntotal)``; lazy."""
+        """Per table, keys in ascending order and their row positions
+        ``(n_tables, ntotal)``; lazy (rebuilt after an add or a removal)."""
         with self._sort_lock:  # concurrent first searches after an add sort only once
             n = self.ntotal
             if self._sorted is None or self._sorted[0] != n:
@@ -222,19 +240,20 @@ class LSHIndex(Index):
                 self._sorted = (n, sorted_keys, np.ascontiguousarray(order.T, dtype=np.int64))
             return self._sorted[1], self._sorted[2]
 
-    def _search(self, xq: np.ndarray, k: int):
+    def _search(self, xq: np.ndarray, k: int, id_filter=None):
         sorted_keys, sorted_ids = self._buckets()
         heap_vals, heap_ids = new_heaps(len(xq), k)
         candidates = np.zeros(len(xq), dtype=np.int64)
         probe_and_rerank(xq, self._hash(xq), sorted_keys, sorted_ids, self._vectors.view(),
-                         self.metric == "l2", heap_vals, heap_ids, candidates)
+                         self.metric == "l2", self._allowed(id_filter), heap_vals, heap_ids,
+                         candidates)
         sort_heaps(heap_vals, heap_ids)
         empty = heap_ids < 0
         D = heap_vals if self.metric == "l2" else -heap_vals
         D[empty] = np.inf if self.metric == "l2" else -np.inf
         self.last_search_stats = {"projections": self.n_tables * self.nbits,
                                   "candidates": candidates}
-        return D, heap_ids
+        return D, self._labels(heap_ids)
 
     def __repr__(self) -> str:
         return (f"LSHIndex(d={self.d}, nbits={self.nbits}, n_tables={self.n_tables}, "
@@ -244,7 +263,7 @@ class LSHIndex(Index):
     def _state(self):
         params = {"nbits": self.nbits, "n_tables": self.n_tables, "seed": self.seed}
         return params, {"hyperplanes": self.hyperplanes, "vectors": self._vectors.view(),
-                        "keys": self._keys.view()}
+                        "keys": self._keys.view(), **self._ids_state()}
 
     @classmethod
     def _from_state(cls, params, arrays):
@@ -257,8 +276,9 @@ class LSHIndex(Index):
                 or keys.dtype != np.uint64 or keys.shape != (len(vectors), index.n_tables):
             raise ValueError(f"vectors {vectors.shape} {vectors.dtype} and keys {keys.shape} "
                              f"{keys.dtype} do not match")
+        ids = index._checked_saved_ids(arrays, len(vectors))  # None: a file without ids
         index.hyperplanes = planes.copy()
         index.hyperplanes.flags.writeable = False
-        if len(vectors):
-            index._add(np.ascontiguousarray(vectors), np.ascontiguousarray(keys))
+        if len(vectors) or ids is not None:
+            index._add(np.ascontiguousarray(vectors), ids, np.ascontiguousarray(keys))
         return index

@@ -168,8 +168,12 @@ class PreTransformIndex(Index):
         """Remove the vectors whose id is in ``ids`` (inner indexes that can, e.g. IVF)."""
         return self._write(self._inner_attribute("remove_ids"), ids)
 
-    def _search(self, xq: np.ndarray, k: int):
-        return self.index.search(self.transform.transform(xq), k)
+    def _checked_knobs(self, params: dict) -> dict:
+        """The inner index's knobs (``nprobe=`` for IVF, ``ef=`` for HNSW, …)."""
+        return self.index._checked_knobs(params)
+
+    def _search(self, xq: np.ndarray, k: int, id_filter=None, **knobs):
+        return self.index.search(self.transform.transform(xq), k, ids=id_filter, **knobs)
 
     def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """The inner index's reconstruction, rotated back: ``x̂ = ẑ·Rᵀ``."""

@@ -90,9 +90,10 @@ class DiskRefine:
         """Bytes held in memory: the base index's (the vectors stay on disk)."""
         return self.base.nbytes
 
-    def search(self, xq, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, xq, k: int, *, ids=None, **params) -> tuple[np.ndarray, np.ndarray]:
         """``(D, I)`` of the ``k`` best of the base's ``max(k, refine_k)`` candidates, by
-        exact distance; FAISS conventions (``-1`` / ``±inf`` padding)."""
+        exact distance; FAISS conventions (``-1`` / ``±inf`` padding). ``ids`` and
+        ``params`` (the base's knobs) are passed to the base's search."""
         k = check_int(k, "k")
         xq = as_array(xq, "xq", ndim=2, dtype=np.float32, d=self.d,
                       d_name="d (this index's dimension)")
@@ -101,7 +102,8 @@ class DiskRefine:
         if self.ntotal == 0:
             raise ValueError("the base index is empty; add vectors before searching")
         n_cand = max(k, min(self.refine_k, self.ntotal))
-        candidates = np.ascontiguousarray(self.base.search(xq, n_cand)[1], dtype=np.int64)
+        candidates = np.ascontiguousarray(self.base.search(xq, n_cand, ids=ids, **params)[1],
+                                          dtype=np.int64)
         if candidates.size and candidates.max() >= self.n_rows:
             raise ValueError(f"the base index returned id {candidates.max()} but "
                              f"{self.vectors_path} has {self.n_rows} rows; the base's ids "

@@ -34,6 +34,7 @@ from .base import Index, register_index
 from .growable import GrowableRows
 from .ivf import _IVFIndex
 from .ivf_kernels import coarse_one
+from .rowids import PositionalIds
 
 
 # -- kernels ------------------------------------------------------------------------------
@@ -54,15 +55,19 @@ def code_value(qr, codes, e, lut, use_l2):
 
 
 @njit(fastmath=True, cache=True)
-def flat_scan_sorted(q, codes, lut, use_l2, hv, hi):
+def flat_scan_sorted(q, codes, lut, use_l2, allowed, hv, hi):
     """SQ-Flat, one query: every code's :func:`code_value` into the float64 heap
     ``(hv, hi)``, then sorted. Serial (the single-query path; no thread-pool wake-up).
+    Rows ``e`` with ``allowed[e]`` false are skipped when ``allowed`` is not empty.
 
     ``fastmath`` only reassociates the float64 sums; the tests check the ids against a
     float64 NumPy brute force over the decoded vectors.
     """
+    filtered = allowed.shape[0] > 0
     qr = q.astype(np.float64)
     for e in range(codes.shape[0]):
+        if filtered and not allowed[e]:
+            continue
         v = code_value(qr, codes, e, lut, use_l2)
         if v < hv[0]:
             heap_replace_top(hv, hi, v, e)
@@ -70,20 +75,22 @@ def flat_scan_sorted(q, codes, lut, use_l2, hv, hi):
 
 
 @njit(parallel=True, cache=True)
-def flat_search_batch(queries, codes, lut, use_l2, heap_vals, heap_ids):
+def flat_search_batch(queries, codes, lut, use_l2, allowed, heap_vals, heap_ids):
     """:func:`flat_scan_sorted` of every query, in parallel across queries."""
     for i in prange(queries.shape[0]):
-        flat_scan_sorted(queries[i], codes, lut, use_l2, heap_vals[i], heap_ids[i])
+        flat_scan_sorted(queries[i], codes, lut, use_l2, allowed, heap_vals[i], heap_ids[i])
 
 
 @njit(fastmath=True, cache=True)
 def ivf_scan_one(q, probes, centroids, by_residual, codes, lut, offsets, sizes, use_l2,
-                 hv, hi):
+                 allowed, hv, hi):
     """IVF-SQ, one query: score the codes of the lists in ``probes`` (``-1`` skipped).
 
     Values as in the module docstring, computed in float64 and kept in the float32 heap
-    ``(hv, hi)`` of pool positions. Returns the number of codes scored.
+    ``(hv, hi)`` of pool positions; positions ``e`` with ``allowed[e]`` false are skipped
+    when ``allowed`` is not empty (a filtered search). Returns the number of codes scored.
     """
+    filtered = allowed.shape[0] > 0
     d = q.shape[0]
     qr = np.empty(d, dtype=np.float64)
     count = 0
@@ -105,6 +112,9 @@ def ivf_scan_one(q, probes, centroids, by_residual, codes, lut, offsets, sizes, 
         end = start + sizes[lst]
         count += end - start
         for e in range(start, end):
+            if filtered and not allowed[e]:
+                count -= 1
+                continue
             v = np.float32(base + code_value(qr, codes, e, lut, use_l2))
             if v < hv[0]:
                 heap_replace_top(hv, hi, v, e)
@@ -113,28 +123,28 @@ def ivf_scan_one(q, probes, centroids, by_residual, codes, lut, offsets, sizes, 
 
 @njit(parallel=True, cache=True)
 def scan_sq_lists(queries, probes, centroids, by_residual, codes, lut, offsets, sizes,
-                  use_l2, heap_vals, heap_ids, scanned):
+                  use_l2, allowed, heap_vals, heap_ids, scanned):
     """:func:`ivf_scan_one` for every query, in parallel; counts into ``scanned``."""
     for i in prange(queries.shape[0]):
         scanned[i] = ivf_scan_one(queries[i], probes[i], centroids, by_residual, codes, lut,
-                                  offsets, sizes, use_l2, heap_vals[i], heap_ids[i])
+                                  offsets, sizes, use_l2, allowed, heap_vals[i], heap_ids[i])
 
 
 @njit(cache=True)
 def ivf_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, by_residual, codes,
-                   lut, offsets, sizes, use_l2, k):
+                   lut, offsets, sizes, use_l2, allowed, k):
     """IVF-SQ search of one query in one serial call: ``(values, positions, scanned)``."""
     _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
     hv, hi = new_heap(k)
     scanned = ivf_scan_one(q, lists, centroids, by_residual, codes, lut, offsets, sizes,
-                           use_l2, hv, hi)
+                           use_l2, allowed, hv, hi)
     heap_sort(hv, hi)
     return hv, hi, scanned
 
 
 # -- indexes ------------------------------------------------------------------------------
 @register_index
-class SQIndex(Index):
+class SQIndex(PositionalIds, Index):
     """Brute-force search over 8-bit scalar-quantized vectors (FAISS
     ``IndexScalarQuantizer(d, QT_8bit)``).
 
@@ -150,9 +160,13 @@ class SQIndex(Index):
     Attributes
     ----------
     sq : ScalarQuantizer
-        Fitted by :meth:`train`. Training again discards the stored vectors.
+        Fitted by :meth:`train`. Training again discards the stored vectors (and their ids).
     last_search_stats : dict
-        ``entries_scanned`` (array, per query) of the last search: ``ntotal`` each.
+        ``entries_scanned`` (array, per query) of the last search: ``ntotal`` each, or the
+        number of allowed rows in a filtered search.
+
+    Ids are positions unless ``add_with_ids`` or ``remove_ids`` is used (FAISS's
+    ``IndexIDMap``, :mod:`~.rowids`); ``reconstruct`` returns the decoded code.
 
     Examples
     --------
@@ -196,37 +210,43 @@ class SQIndex(Index):
 
     def _train(self, x: np.ndarray) -> None:
         self.sq.fit(x)
-        self._codes.clear()
+        self._reset()  # codes of the old quantizer mean nothing under the new one
 
-    def _add(self, x: np.ndarray) -> None:
-        self._codes.append(self.sq.encode_unchecked(x))
+    def _add_rows(self, x: np.ndarray, codes: np.ndarray | None = None) -> None:
+        """Append the codes of ``x``, or ``codes`` themselves when given (loading)."""
+        self._codes.append(self.sq.encode_unchecked(x) if codes is None else codes)
+
+    def _keep_rows(self, keep: np.ndarray) -> None:
+        codes = self._codes.view()[keep]
+        self._codes.clear()
+        self._codes.append(codes)
+
+    def _rows_at(self, positions: np.ndarray) -> np.ndarray:
+        return self.sq.decode(self._codes.view()[positions])
 
     def _reset(self) -> None:
         self._codes.clear()
+        self._clear_ids()
 
-    def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        missing = (ids < 0) | (ids >= self.ntotal)
-        if missing.any():
-            raise ValueError(f"id {int(ids[missing][0])} is not in this {type(self).__name__} "
-                             f"(ids 0 … {self.ntotal - 1})")
-        return self.sq.decode(self._codes.view()[ids])
-
-    def _search(self, xq: np.ndarray, k: int):
+    def _search(self, xq: np.ndarray, k: int, id_filter=None):
         codes, lut, use_l2 = self._codes.view(), self.sq.lut_, self.metric == "l2"
+        allowed = self._allowed(id_filter)
         heap_vals = np.full((len(xq), k), EMPTY, dtype=np.float64)
         heap_ids = np.full((len(xq), k), -1, dtype=np.int64)
         if len(xq) == 1:
-            flat_scan_sorted(xq[0], codes, lut, use_l2, heap_vals[0], heap_ids[0])
+            flat_scan_sorted(xq[0], codes, lut, use_l2, allowed, heap_vals[0], heap_ids[0])
         else:
-            flat_search_batch(xq, codes, lut, use_l2, heap_vals, heap_ids)
-        self.last_search_stats = {"entries_scanned": np.full(len(xq), len(codes))}
+            flat_search_batch(xq, codes, lut, use_l2, allowed, heap_vals, heap_ids)
+        scanned = len(codes) if id_filter is None else int(allowed.sum())
+        self.last_search_stats = {"entries_scanned": np.full(len(xq), scanned)}
         D = heap_vals.astype(np.float32)
-        return (D if use_l2 else np.negative(D, out=D)), heap_ids
+        D[heap_ids < 0] = np.inf  # empty slots (a filter allowing fewer than k rows)
+        return (D if use_l2 else np.negative(D, out=D)), self._labels(heap_ids)
 
     def _state(self):
         params = {"trained": self.is_trained, "range_stat": self.sq.range_stat,
                   "quantile": self.sq.quantile}
-        arrays = {"codes": self._codes.view()}
+        arrays = {"codes": self._codes.view(), **self._ids_state()}
         if self.is_trained:
             arrays.update(vmin=self.sq.vmin_, vdiff=self.sq.vdiff_)
         return params, arrays
@@ -238,12 +258,13 @@ class SQIndex(Index):
         codes = arrays["codes"]
         if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != index.d:
             raise ValueError(f"codes have shape {codes.shape} and dtype {codes.dtype}")
+        ids = index._checked_saved_ids(arrays, len(codes))  # None: a file without ids
         if params["trained"]:
             index.sq.set_range(arrays["vmin"], arrays["vdiff"])
         elif len(codes):
             raise ValueError("an untrained index cannot hold codes")
-        if len(codes):
-            index._codes.append(codes)
+        if len(codes) or ids is not None:
+            index._add(codes, ids, codes)  # the codes as they are (x is only counted)
         return index
 
 
@@ -311,14 +332,14 @@ class IVFSQIndex(_IVFIndex):
         decoded = self.sq.decode(self.lists.columns["codes"][positions])
         return decoded + self.centroids[lists] if self.by_residual else decoded
 
-    def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned):
+    def _scan(self, xq, coarse, probes, heap_vals, heap_pos, scanned, allowed):
         lists = self.lists
         scan_sq_lists(xq, probes, self.centroids, self.by_residual, lists.columns["codes"],
                       self.sq.lut_, lists.offsets, lists.sizes, self.metric == "l2",
-                      heap_vals, heap_pos, scanned)
+                      allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, k):
+    def _search_one(self, q, k, nprobe, allowed):
         lists = self.lists
-        return ivf_search_one(q, *self._coarse_form(), self.by_residual,
+        return ivf_search_one(q, *self._coarse_form(nprobe), self.by_residual,
                               lists.columns["codes"], self.sq.lut_, lists.offsets,
-                              lists.sizes, self.metric == "l2", k)
+                              lists.sizes, self.metric == "l2", allowed, k)

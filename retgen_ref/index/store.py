@@ -43,10 +43,10 @@ from tqdm import tqdm
 
 from .._validation import check_int, check_metric
 from ..distances import squared_norms
-from ..exact import exact_topk
+from ..exact import exact_topk, exact_topk_rows, merge_results
 from ..persist import (atomic_write, read_manifest, remove_unreferenced, write_manifest,
                        written_by)
-from .base import Index, load_index
+from .base import IdFilter, Index, load_index
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFPQIndex
@@ -292,15 +292,27 @@ class ShardedIndex(Index):
                 "sha256": _sha256(target), "stored": "index" if build else "vectors"}
 
     # -- searching ----------------------------------------------------------------------
-    def _search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _checked_knobs(self, params: dict) -> dict:
+        """The shard kind's per-call knobs (``nprobe=``, ``refine_k=`` for ivfpq shards,
+        ``ef=`` for hnsw shards, none for flat), defaults from the store's attributes."""
+        return self._shard_template._checked_knobs(params)
+
+    def _search(self, xq: np.ndarray, k: int, id_filter=None,
+                **knobs) -> tuple[np.ndarray, np.ndarray]:
         worst = np.inf if self.metric == "l2" else -np.inf
         D = np.full((len(xq), k), worst, dtype=np.float32)
         I = np.full((len(xq), k), -1, dtype=np.int64)
         offset = 0
         for i, shard in enumerate(self._shards):
-            Ds, Is = self._search_shard(i, xq, min(k, shard["rows"]))  # shard released here
-            D, I = _merge(D, I, Ds, np.where(Is >= 0, Is + offset, -1), k, self.metric)
-            offset += shard["rows"]
+            rows = shard["rows"]
+            # The filter over this shard's global ids, as a mask over its local ids.
+            local = (None if id_filter is None
+                     else IdFilter(id_filter.allows(np.arange(offset, offset + rows))))
+            if local is None or local.allows(rows).any():
+                Ds, Is = self._search_shard(i, xq, min(k, rows), local, knobs)  # released here
+                D, I = merge_results(D, I, Ds, np.where(Is >= 0, Is + offset, -1), k,
+                                     self.metric)
+            offset += rows
         return D, I
 
     def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
@@ -319,13 +331,16 @@ class ShardedIndex(Index):
                          else self._load_shard_index(i)._reconstruct(local))
         return out
 
-    def _search_shard(self, i: int, xq: np.ndarray, k: int):
+    def _search_shard(self, i: int, xq: np.ndarray, k: int, id_filter, knobs: dict):
         """Open shard ``i``, search it (local ids), and let it go when this returns."""
         if self._shards[i]["stored"] == "vectors":
             x = self._read_vectors(i)
             norms = squared_norms(x) if self.metric == "l2" else np.zeros(len(x), np.float32)
-            return exact_topk(xq, x, norms, k, self.metric)[:2]
-        return self._load_shard_index(i)._search(xq, k)
+            if id_filter is None:
+                return exact_topk(xq, x, norms, k, self.metric)[:2]
+            rows = np.flatnonzero(id_filter.allows(len(x)))
+            return exact_topk_rows(xq, x, norms, rows, k, self.metric)[:2]
+        return self._load_shard_index(i)._search(xq, k, id_filter, **knobs)
 
     def _read_vectors(self, i: int) -> np.ndarray:
         """Shard ``i``'s raw vectors, memory-mapped read-only (checksum verified first)."""
@@ -422,14 +437,6 @@ class ShardedIndex(Index):
                     and Path(shard["file"]).name == shard["file"]):
                 raise ValueError(f"{self.path} holds an inconsistent ShardedIndex manifest: "
                                  f"entry {i} is {shard}")
-
-
-def _merge(D, I, D2, I2, k: int, metric: str):
-    """Best ``k`` of two result sets, ordered by distance and then by id (deterministic)."""
-    D, I = np.concatenate([D, D2], axis=1), np.concatenate([I, I2], axis=1)
-    order = np.lexsort((np.where(I < 0, np.iinfo(np.int64).max, I),
-                        D if metric == "l2" else -D), axis=1)[:, :k]
-    return np.take_along_axis(D, order, axis=1), np.take_along_axis(I, order, axis=1)
 
 
 def _json_params(params: dict) -> dict:
