@@ -101,3 +101,9 @@ def test_strings_we_cannot_read_are_clear_errors(description, message):
         index_factory(D, description)
     with pytest.raises(TypeError, match="description must be a string"):
         index_factory(D, 16)
+
+
+def test_an_opq_string_trains_as_long_as_faiss_does():
+    faiss = pytest.importorskip("faiss")
+    ours = index_factory(16, "OPQ4,IVF8,PQ4")
+    assert ours.transform.n_iter == faiss.OPQMatrix(16, 4).niter
