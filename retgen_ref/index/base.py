@@ -1,8 +1,8 @@
 """What every index shares: validation at the boundary, FAISS conventions, persistence.
 
 Subclasses implement ``_add(x)``, ``_search(xq, k, id_filter, **knobs)``, ``_reset()``,
-``_state()`` and ``_from_state``; this class checks arguments once (DESIGN.md, conventions 1 and 6) so the
-subclasses and their kernels never have to. It also bounds what a search may cost and
+``_state()`` and ``_from_state``; this class checks arguments once (DESIGN.md, conventions
+1 and 6) so the subclasses and their kernels never have to. It also bounds what a search may cost and
 makes concurrent use defined:
 
 * ``search(xq, k)`` with ``k > ntotal`` searches for ``ntotal`` and pads, so its scratch

@@ -65,10 +65,13 @@ class FlatIndex(PositionalIds, Index):
         return self.vectors
 
     def _reset(self) -> None:
+        self._clear_rows()
+        self._clear_ids()
+
+    def _clear_rows(self) -> None:
         self._vectors.clear()
         self._norms.clear()
         self._max_sq_norm = 0.0
-        self._clear_ids()
 
     def _add_rows(self, x: np.ndarray) -> None:
         norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)
@@ -79,9 +82,7 @@ class FlatIndex(PositionalIds, Index):
 
     def _keep_rows(self, keep: np.ndarray) -> None:
         vectors = self._vectors.view()[keep]
-        ids = self._id_map
-        self._reset()
-        self._id_map = ids
+        self._clear_rows()
         self._add_rows(vectors)
 
     def _search(self, xq: np.ndarray, k: int, id_filter=None):

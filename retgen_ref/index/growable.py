@@ -35,6 +35,12 @@ class GrowableRows:
         self._data[self._size:need] = rows
         self._size = need
 
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep the rows where ``mask`` (``(len,)`` bool) is true, in order, in place."""
+        kept = self._data[: self._size][mask]
+        self._data[: len(kept)] = kept
+        self._size = len(kept)
+
     def view(self) -> np.ndarray:
         """The filled rows, read-only, without a copy."""
         v = self._data[: self._size]

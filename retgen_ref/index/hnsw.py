@@ -47,14 +47,14 @@ DEFAULT_EF_SEARCH = 16
 #: of each other); a larger batch costs more brute force, a smaller one more thread starts.
 MAX_BATCH = 512
 BATCH_DIVISOR = 2
-#: Work items a thread takes at a time from a parallel loop (dynamic scheduling: a thread
-#: slowed down by another process does not hold up the others).
 #: See :meth:`HNSWIndex._exact_below`: a filtered search scans the allowed nodes exactly
 #: while their number ``a`` satisfies ``a² ≤ EXACT_SCAN_FACTOR · 2M · ef · n``. Above 1
 #: because a scanned distance (contiguous rows, BLAS) costs less than a walked one
 #: (``benchmarks/bench_filter.py``: 100k × 64, M = 16, ef = 64, 1 thread: the scan of 10 %
 #: ran at 37k q/s against the walk's 3.9k; with 50 % the walk wins).
 EXACT_SCAN_FACTOR = 4.0
+#: Work items a thread takes at a time from a parallel loop (dynamic scheduling: a thread
+#: slowed down by another process does not hold up the others).
 POINTS_PER_TASK = 2
 LISTS_PER_TASK = 64
 QUERIES_PER_TASK = 4
@@ -167,9 +167,12 @@ class HNSWIndex(Index):
 
     @ef_search.setter
     def ef_search(self, value: int) -> None:
-        self._ef_search = check_int(value, "ef_search")
+        self._ef_search = self._check_ef(value)
 
-    _knobs = {"ef": ("ef_search", lambda self, value: check_int(value, "ef"))}
+    def _check_ef(self, value) -> int:
+        return check_int(value, "ef")
+
+    _knobs = {"ef": ("ef_search", _check_ef)}
 
     @property
     def ntotal(self) -> int:

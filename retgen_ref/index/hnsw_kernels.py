@@ -33,11 +33,9 @@ from numba import njit, prange
 
 from ..distances import minimised_value
 from ..heap import EMPTY, heap_replace_top, heap_sort, min_heap_pop, min_heap_push
+from .base import NO_FILTER
 
 _STAMP_LIMIT = np.iinfo(np.int32).max
-#: ``allowed`` of the beam searches that insert: every node, deleted ones included (as
-#: in hnswlib, a deleted node keeps its links and can still be linked to).
-_EVERY_NODE = np.empty(0, dtype=np.bool_)
 
 
 @njit(inline="always", cache=True)
@@ -167,17 +165,17 @@ def _insert_one(p, vectors, levels, offsets, links0, counts0, ulinks, ucounts, s
         for layer in range(max_level, top, -1):
             cur, cur_d, _ = greedy_descent(q, vectors, ulinks, ucounts, offsets, layer, cur,
                                            cur_d, ip)
-    for layer in range(top, -1, -1):
+    for layer in range(top, -1, -1):  # every node a candidate, deleted ones too (hnswlib)
         hv[:] = EMPTY
         hi[:] = -1
         if start > 0 and layer <= max_level:
             stamp = _next_stamp(stamps, gens, t)
             if layer == 0:
                 beam_search(q, vectors, links0, counts0, offsets, 0, cur, cur_d, hv, hi,
-                            cand_v[t], cand_i[t], stamps[t], stamp, _EVERY_NODE, ip)
+                            cand_v[t], cand_i[t], stamps[t], stamp, NO_FILTER, ip)
             else:
                 beam_search(q, vectors, ulinks, ucounts, offsets, layer, cur, cur_d, hv, hi,
-                            cand_v[t], cand_i[t], stamps[t], stamp, _EVERY_NODE, ip)
+                            cand_v[t], cand_i[t], stamps[t], stamp, NO_FILTER, ip)
             for s in range(hv.shape[0]):  # the closest result enters the next layer
                 if hi[s] >= 0 and (hv[s] < cur_d or (hv[s] == cur_d and hi[s] < cur)):
                     cur, cur_d = hi[s], hv[s]

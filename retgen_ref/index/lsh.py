@@ -222,11 +222,9 @@ class LSHIndex(PositionalIds, Index):
         self._vectors.append(x)
 
     def _keep_rows(self, keep: np.ndarray) -> None:
-        vectors, keys = self._vectors.view()[keep], self._keys.view()[keep]
-        self._vectors.clear()
-        self._keys.clear()
+        self._vectors.keep(keep)
+        self._keys.keep(keep)
         self._sorted = None  # positions changed: the buckets are sorted again when searched
-        self._add_rows(vectors, keys)
 
     def _buckets(self) -> tuple[np.ndarray, np.ndarray]:
         """Per table, keys in ascending order and their row positions

@@ -45,24 +45,33 @@ class PositionalIds:
         The rows that stay are copied together (``O(ntotal)``)."""
         return self._write(self._remove, self._ids_to_remove(ids))
 
+    _next_id = 0  # with an id map: one more than the largest id stored
+
     def _add(self, x: np.ndarray, ids: np.ndarray | None = None, *extra) -> None:
-        if ids is not None and self._id_map is None:  # from positions to an id map
-            self._id_map = GrowableRows(None, np.int64)
-            self._id_map.append(np.arange(self.ntotal))
+        if ids is not None:
+            self._start_id_map()
         if self._id_map is not None:
             if ids is None:
-                start = int(self._id_map.view().max()) + 1 if self.ntotal else 0
-                ids = np.arange(start, start + len(x))
+                ids = np.arange(self._next_id, self._next_id + len(x))
             self._id_map.append(ids)
+            if len(ids):
+                self._next_id = max(self._next_id, int(ids.max()) + 1)
         self._add_rows(x, *extra)
 
+    def _start_id_map(self) -> None:
+        """From ids that are positions to an id map holding them."""
+        if self._id_map is None:
+            self._id_map = GrowableRows(None, np.int64)
+            self._id_map.append(np.arange(self.ntotal))
+            self._next_id = self.ntotal
+
     def _remove(self, ids: np.ndarray) -> int:
-        stored = self.ids
-        keep = ~np.isin(stored, ids)
+        keep = ~np.isin(self.ids, ids)
         removed = int(len(keep) - keep.sum())
         if removed:
-            self._id_map = GrowableRows(None, np.int64)
-            self._id_map.append(stored[keep])
+            self._start_id_map()
+            self._id_map.keep(keep)
+            self._next_id = int(self._id_map.view().max(initial=-1)) + 1
             self._keep_rows(keep)
         return removed
 

@@ -217,9 +217,7 @@ class SQIndex(PositionalIds, Index):
         self._codes.append(self.sq.encode_unchecked(x) if codes is None else codes)
 
     def _keep_rows(self, keep: np.ndarray) -> None:
-        codes = self._codes.view()[keep]
-        self._codes.clear()
-        self._codes.append(codes)
+        self._codes.keep(keep)
 
     def _rows_at(self, positions: np.ndarray) -> np.ndarray:
         return self.sq.decode(self._codes.view()[positions])

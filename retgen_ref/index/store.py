@@ -306,9 +306,10 @@ class ShardedIndex(Index):
         for i, shard in enumerate(self._shards):
             rows = shard["rows"]
             # The filter over this shard's global ids, as a mask over its local ids.
-            local = (None if id_filter is None
-                     else IdFilter(id_filter.allows(np.arange(offset, offset + rows))))
-            if local is None or local.allows(rows).any():
+            mask = None if id_filter is None else id_filter.allows(np.arange(offset,
+                                                                            offset + rows))
+            local = None if mask is None else IdFilter(mask)
+            if mask is None or mask.any():
                 Ds, Is = self._search_shard(i, xq, min(k, rows), local, knobs)  # released here
                 D, I = merge_results(D, I, Ds, np.where(Is >= 0, Is + offset, -1), k,
                                      self.metric)
