@@ -41,9 +41,10 @@ from .lsh import LSHIndex
 from .pretransform import PreTransformIndex
 from .sq import IVFSQIndex, SQIndex
 
-#: Alternations of an ``OPQm`` string's rotation: ``faiss.OPQMatrix.niter``'s default. On
-#: 20k clustered unit vectors (d = 96, OPQ12,IVF64,PQ12x8, ip) 25 left the reconstruction
-#: error 4 % above FAISS's and lowered recall; 50 brings both to FAISS's level.
+#: Alternations of an ``OPQm`` string's rotation: ``faiss.OPQMatrix.niter``'s default.
+#: ``benchmarks/opq_iterations.py`` (20k clustered unit vectors, d = 96, ip): with 25 the
+#: reconstruction error was 4 % above FAISS's and the rotation lowered recall; with 50,
+#: MSE 0.1124 vs FAISS's 0.1114 and recall 0.297 vs 0.288.
 FAISS_OPQ_ITERATIONS = 50
 
 _PQ = re.compile(r"PQ(\d+)(?:x(\d+))?")
