@@ -167,10 +167,11 @@ class HNSWIndex(Index):
 
     @ef_search.setter
     def ef_search(self, value: int) -> None:
-        self._ef_search = self._check_ef(value)
+        self._ef_search = self._check_ef(value, "ef_search")
 
-    def _check_ef(self, value) -> int:
-        return check_int(value, "ef")
+    def _check_ef(self, value, name: str = "ef") -> int:
+        """A beam width, named as the user gave it (the attribute, or the ``ef=`` knob)."""
+        return check_int(value, name)
 
     _knobs = {"ef": ("ef_search", _check_ef)}
 
