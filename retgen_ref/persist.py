@@ -181,12 +181,13 @@ def write_manifest(path, manifest: dict) -> None:
         f.write(text.encode() + b"\n")
 
 
-def read_manifest(path, format_name: str, version: int, what: str, remedy: str) -> dict:
+def read_manifest(path, format_name: str, version: int | tuple[int, ...], what: str,
+                  remedy: str) -> dict:
     """Read a manifest written by :func:`write_manifest`, without its checksum.
 
     Raises ``ValueError`` naming ``path`` when it is not JSON, not a ``what`` manifest
-    (``format`` is not ``format_name``), of another format version (the message ends with
-    ``remedy``) or damaged (its checksum does not match).
+    (``format`` is not ``format_name``), of a format version other than ``version`` (one
+    or a tuple of those this code reads; the message ends with ``remedy``) or damaged (its checksum does not match).
     """
     path = Path(path)
     try:
@@ -195,10 +196,11 @@ def read_manifest(path, format_name: str, version: int, what: str, remedy: str) 
         raise ValueError(f"{path} is damaged: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != format_name:
         raise ValueError(f"{path} is not a {what} manifest (no {format_name} tag)")
-    if manifest.get("version") != version:
+    versions = (version,) if isinstance(version, int) else tuple(version)
+    if manifest.get("version") not in versions:
         raise ValueError(f"{path} was written in {what} format version "
                          f"{manifest.get('version')}; this retgen_ref reads version "
-                         f"{version}. {remedy}")
+                         f"{' or '.join(map(str, versions))}. {remedy}")
     checksum = manifest.pop("checksum", None)
     if _json_digest(manifest) != checksum:
         raise ValueError(f"{path} is damaged: its checksum does not match its contents")

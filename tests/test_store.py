@@ -213,7 +213,7 @@ def test_missing_truncated_or_damaged_files_are_refused_on_open(tmp_path):
     manifest.write_text(text.replace('"rows": 64', '"rows": 65', 1))
     with pytest.raises(ValueError, match="damaged: its checksum"):
         load_index(tmp_path / "s")
-    manifest.write_text(text.replace('"version": 1', '"version": 99'))
+    manifest.write_text(text.replace('"version": 2', '"version": 99'))
     with pytest.raises(ValueError, match="format version 99.*Rebuild"):
         load_index(tmp_path / "s")
     manifest.write_text("{not json")
@@ -312,11 +312,11 @@ def test_an_add_that_fails_midway_changes_nothing(tmp_path, monkeypatch):
     write = ShardedIndex._write_shard
     calls = []
 
-    def fail_on_second(self, i, rows):
+    def fail_on_second(self, i, *args):
         calls.append(i)
         if len(calls) == 2:
             raise OSError("disk full")
-        return write(self, i, rows)
+        return write(self, i, *args)
 
     monkeypatch.setattr(ShardedIndex, "_write_shard", fail_on_second)
     with pytest.raises(OSError, match="disk full"):

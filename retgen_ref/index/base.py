@@ -346,16 +346,23 @@ class IdFilter:
 NO_FILTER = np.empty(0, dtype=np.bool_)
 
 
-def rows_with_ids(stored: np.ndarray, ids: np.ndarray, owner: str) -> np.ndarray:
-    """Row of ``stored`` (an id per row) holding each of ``ids``, the first of equal ids;
-    an id not stored is a ``ValueError`` naming it and ``owner``. Sorts ``stored``: one
-    call for many ids is the efficient use."""
+def find_ids(stored: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, found)``: the row of ``stored`` (an id per row) holding each of ``ids``,
+    the first of equal ids, and whether it is there at all (``rows`` is meaningless where
+    not). Sorts ``stored``: one call for many ids is the efficient use."""
     order = np.argsort(stored, kind="stable")
     found = np.minimum(np.searchsorted(stored[order], ids), max(len(order) - 1, 0))
-    missing = (stored[order[found]] != ids) if len(order) else np.ones(len(ids), bool)
-    if missing.any():
-        raise ValueError(f"id {int(ids[missing][0])} is not in this {owner}")
-    return order[found]
+    if not len(order):
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    return order[found], stored[order[found]] == ids
+
+
+def rows_with_ids(stored: np.ndarray, ids: np.ndarray, owner: str) -> np.ndarray:
+    """:func:`find_ids`' rows; an id not stored is a ``ValueError`` naming it and ``owner``."""
+    rows, found = find_ids(stored, ids)
+    if not found.all():
+        raise ValueError(f"id {int(ids[~found][0])} is not in this {owner}")
+    return rows
 
 
 def _padded(D: np.ndarray, I: np.ndarray, k: int, metric: str):

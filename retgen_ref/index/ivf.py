@@ -429,6 +429,13 @@ class IVFPQIndex(_IVFIndex):
         decoded = self.pq.decode(self.lists.columns["codes"][positions])
         return decoded + self.centroids[lists] if self.by_residual else decoded
 
+    def _exact_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The vectors kept for re-ranking (``store_vectors=True``) under ``ids``, as
+        added: what :meth:`_decode` approximates."""
+        if not self.store_vectors:
+            raise ValueError("this IVFPQIndex keeps PQ codes only (store_vectors=False)")
+        return self.lists.columns["vectors"][self.lists.locate(ids)[0]].copy()
+
     def _query_tables(self, xq):
         """``(nq, m, ksub)``: ``−2 q_j·C_jc`` (l2) or ``−q_j·C_jc`` (ip)."""
         tables = self.pq.compute_distance_tables(xq, metric="ip")

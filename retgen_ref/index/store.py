@@ -16,17 +16,20 @@ Directory layout (no pickle anywhere, DESIGN.md convention 7): ``sharded_index.j
 manifest with the format version, ``d``, ``metric``, the shard kind and its parameters,
 and per shard its row count, file name, size and SHA-256, itself checksummed; plus one
 file per shard. A shard of raw vectors is a float32 ``.npy`` file, memory-mapped when
-searched; a built shard is an ``.npz`` written by :meth:`Index.save`.
+searched; a built shard is an ``.npz`` written by :meth:`Index.save`. Beside a shard, only
+when needed: its ids (``<shard>.ids.npy``, int64, when they are not its row numbers) and
+its deletions (``<shard>.deleted-<count>.npy``, the sorted positions removed).
 
 Crash safety: every file is written atomically and fsynced
 (:func:`retgen_ref.persist.atomic_write`), and no file the manifest names is ever
-overwritten: an ``add`` writes its new shards, and the partial last shard it extends,
-under new names (a name carries the shard's row count, which only grows), then switches
-the manifest to them in one atomic rename, and only then deletes the files the manifest no
-longer names (the replaced last shard, and whatever a killed write left). A process killed
-at any moment of ``add`` or ``reset`` leaves the store loading as it was before or as it is
-after; a killed ``save`` leaves the target without a manifest, so holding no store, and a
-new ``save`` or ``ShardedIndex`` there takes it over.
+overwritten: an ``add``, ``remove_ids`` or ``compact`` writes its new files, and the
+partial last shard it extends, under new names (a name carries the shard's row count and
+its number of deleted rows, which only grow, and the store's compaction count), then
+switches the manifest to them in one atomic rename, and only then deletes the files the
+manifest no longer names (replaced ones, and whatever a killed write left). A process
+killed at any moment of ``add``, ``remove_ids``, ``compact`` or ``reset`` leaves the store
+loading as it was before or as it is after; a killed ``save`` leaves the target without a
+manifest, so holding no store, and a new ``save`` or ``ShardedIndex`` there takes it over.
 """
 
 from __future__ import annotations
@@ -46,16 +49,20 @@ from ..distances import squared_norms
 from ..exact import exact_topk, exact_topk_rows, merge_results
 from ..persist import (atomic_write, read_manifest, remove_unreferenced, write_manifest,
                        written_by)
-from .base import IdFilter, Index, load_index
+from .base import IdFilter, Index, find_ids, load_index
 from .flat import FlatIndex
 from .hnsw import HNSWIndex
 from .ivf import IVFPQIndex
 
 MANIFEST = "sharded_index.json"
 FORMAT_NAME = "retgen_ref.ShardedIndex"
-FORMAT_VERSION = 1
-#: The names of the files a store writes: its manifest and its shards.
-_OURS = re.compile(rf"{re.escape(MANIFEST)}|shard-\d{{6}}-\d+\.np[yz]")
+#: Version 2 added ids and deletions; a version-1 store (every id its row number) loads.
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
+#: The names of the files a store writes: its manifest, its shards and their ids and
+#: deletions.
+_OURS = re.compile(rf"{re.escape(MANIFEST)}|shard-\d{{6}}-\d+(-c\d+)?(\.ids|\.deleted-\d+)?"
+                   rf"\.np[yz]")
 #: Index class of each shard kind, and the runtime knobs it passes on to its shards.
 SHARD_KINDS = {"flat": FlatIndex, "ivfpq": IVFPQIndex, "hnsw": HNSWIndex}
 KNOBS = {"flat": (), "ivfpq": ("nprobe", "refine_k"), "hnsw": ("ef_search",)}
@@ -129,6 +136,14 @@ class ShardedIndex(Index):
     which stays instant for a store of any size. :meth:`verify` checks every shard now.
     A shard file changed on disk after it was verified is not noticed.
 
+    *Ids and deletion.* Ids are the row numbers (``0 … ntotal − 1`` in the order of
+    ``add``) unless :meth:`add_with_ids` gives others; a shard stores its ids only when
+    they differ from its row numbers. :meth:`remove_ids` marks rows deleted, per shard, in
+    a small file beside the shard: they are never returned, and the shard files are left
+    as they are (so a removal costs one pass over the ids, not a rewrite).
+    :meth:`compact` rewrites the store without them, equal to a new store given the
+    remaining vectors with their ids by ``add_with_ids``.
+
     *One writer.* Other objects opened on the same directory are stale after an ``add``
     or ``reset``; reopen them. Knob values are not stored: a reopened store starts from
     the shard index's defaults.
@@ -178,6 +193,8 @@ class ShardedIndex(Index):
                                  f"{need} rows; raise shard_size or lower nlist / nbits")
         self._shards: list[dict] = []
         self._verified: set[str] = set()
+        self._next_id = 0  # one more than the largest id ever stored
+        self._compactions = 0
 
     def _new_shard_index(self) -> Index:
         cls = SHARD_KINDS[self.shard_kind]
@@ -204,7 +221,20 @@ class ShardedIndex(Index):
 
     @property
     def ntotal(self) -> int:
-        return sum(s["rows"] for s in self._shards)
+        """Vectors stored and not removed."""
+        return sum(s["rows"] - _n_deleted(s) for s in self._shards)
+
+    @property
+    def n_deleted(self) -> int:
+        """Rows removed by :meth:`remove_ids` and still on disk until :meth:`compact`."""
+        return sum(_n_deleted(s) for s in self._shards)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The id of every stored vector, in storage order (reads every shard's ids)."""
+        live = [self._shard_ids(i, offset)[self._live_rows(i)]
+                for i, offset in enumerate(self._offsets())]
+        return np.concatenate(live) if live else np.empty(0, np.int64)
 
     @property
     def nshards(self) -> int:
@@ -213,7 +243,8 @@ class ShardedIndex(Index):
     @property
     def nbytes(self) -> int:
         """Bytes on disk: every shard file plus the manifest."""
-        return sum(s["bytes"] for s in self._shards) + (self.path / MANIFEST).stat().st_size
+        return (sum(r["bytes"] for s in self._shards for r in _records(s))
+                + (self.path / MANIFEST).stat().st_size)
 
     nprobe = _knob("nprobe", "ivfpq shards: inverted lists scanned per query.")
     refine_k = _knob("refine_k", "ivfpq shards: exact re-ranking depth (store_vectors=True).")
@@ -229,13 +260,15 @@ class ShardedIndex(Index):
     def verify(self) -> None:
         """Check every shard's SHA-256 now; ``ValueError`` naming the first damaged one."""
         self._verified.clear()
-        for i in range(len(self._shards)):
-            self._verify(i)
+        for i, shard in enumerate(self._shards):
+            for record in _records(shard):
+                self._verify(i, record)
 
     def _reset(self) -> None:
         """Delete every shard file of the store; the directory and manifest remain."""
         self._shards = []
         self._verified.clear()
+        self._next_id = 0
         self._commit(self.path)
 
     def save(self, path) -> None:
@@ -246,9 +279,9 @@ class ShardedIndex(Index):
         if target.exists() and target.resolve() == self.path.resolve():
             return
         _claim_directory(target)
-        for shard in self._shards:
-            with open(self.path / shard["file"], "rb") as src, \
-                    atomic_write(target / shard["file"]) as dst:
+        for record in (r for shard in self._shards for r in _records(shard)):
+            with open(self.path / record["file"], "rb") as src, \
+                    atomic_write(target / record["file"]) as dst:
                 shutil.copyfileobj(src, dst)
         self._commit(target)
 
@@ -257,39 +290,137 @@ class ShardedIndex(Index):
                 f"kind={self.shard_kind!r}, shard_size={self.shard_size}, "
                 f"nshards={self.nshards}, ntotal={self.ntotal})")
 
-    # -- adding -----------------------------------------------------------------------
-    def _add(self, x: np.ndarray) -> None:
+    # -- adding, removing, compacting ---------------------------------------------------
+    def add_with_ids(self, x, ids) -> None:
+        """Store the rows of ``x`` under the given int64 ``ids`` (FAISS ``IndexIDMap``;
+        keeping them unique is up to you, as there). A later :meth:`add` numbers on from
+        the largest id ever stored."""
+        x = self._prepare(x, "x")
+        self._write(self._add, x, self._checked_ids(ids, len(x)))
+
+    def _add(self, x: np.ndarray, ids: np.ndarray | None = None) -> None:
         """Write the new shard files, then switch the manifest to them once: all or nothing."""
+        if ids is None:
+            ids = np.arange(self._next_id, self._next_id + len(x), dtype=np.int64)
         shards, start = list(self._shards), 0
+        offset = sum(s["rows"] for s in shards)
         if shards and shards[-1]["rows"] < self.shard_size:
-            start = min(self.shard_size - shards[-1]["rows"], len(x))
-            rows = np.concatenate([self._read_vectors(len(shards) - 1), x[:start]])
-            shards[-1] = self._write_shard(len(shards) - 1, rows)
+            i, last = len(shards) - 1, shards[-1]
+            start = min(self.shard_size - last["rows"], len(x))
+            offset -= last["rows"]
+            shards[-1] = self._write_shard(
+                i, offset, np.concatenate([self._read_vectors(i), x[:start]]),
+                np.concatenate([self._shard_ids(i, offset), ids[:start]]),
+                self._deleted_rows(i))
+            offset += shards[-1]["rows"]
         stops = range(start, len(x), self.shard_size)
         for s in tqdm(stops, desc="ShardedIndex add", unit="shard", disable=None, leave=False):
-            shards.append(self._write_shard(len(shards), x[s:s + self.shard_size]))
-        self._shards = shards
+            rows = x[s:s + self.shard_size]
+            shards.append(self._write_shard(len(shards), offset, rows,
+                                            ids[s:s + self.shard_size], _NONE))
+            offset += len(rows)
+        self._switch_to(shards, max(self._next_id, int(ids.max(initial=-1)) + 1))
+
+    def remove_ids(self, ids) -> int:
+        """Mark deleted every stored vector whose id is in ``ids``; return how many were
+        newly removed. One pass over the store's ids; the shards stay on disk, their
+        space reclaimed by :meth:`compact`."""
+        return self._write(self._remove, self._ids_to_remove(ids))
+
+    def _remove(self, ids: np.ndarray) -> int:
+        shards, removed = list(self._shards), 0
+        for i, offset in enumerate(self._offsets()):
+            deleted = self._deleted_rows(i)
+            hit = np.isin(self._shard_ids(i, offset), ids)
+            hit[deleted] = False
+            if hit.any():
+                removed += int(hit.sum())
+                shards[i] = self._with_deleted(shards[i], np.union1d(deleted,
+                                                                     np.flatnonzero(hit)))
+        if removed:
+            self._switch_to(shards, self._next_id)
+        return removed
+
+    def compact(self) -> None:
+        """Rewrite the store without the removed rows: the same store as a new one given
+        the remaining vectors, in order, by ``add_with_ids`` with their ids (shards are
+        rebuilt, so ivfpq and hnsw shards are trained again). Holds about two shards in
+        memory; all or nothing, as ``add``. ivfpq shards need ``store_vectors=True``: PQ
+        codes alone cannot give the vectors back."""
+        if self.shard_kind == "ivfpq" and not self._shard_template.store_vectors:
+            raise ValueError("compact() rebuilds shards from their vectors, and these ivfpq "
+                             "shards keep only PQ codes (store_vectors=False); build a new "
+                             "store from your vectors with add_with_ids(x, ids) instead")
+        self._write(self._compact)
+
+    def _compact(self) -> None:
+        if not self.n_deleted:
+            return
+        self._compactions += 1
+        try:
+            shards, rows, ids, offset = [], [], [], 0
+            for i, start in enumerate(self._offsets()):
+                live = self._live_rows(i)
+                rows.append(self._raw_rows(i, live))
+                ids.append(self._shard_ids(i, start)[live])
+                while sum(map(len, rows)) >= self.shard_size or (
+                        i == self.nshards - 1 and sum(map(len, rows))):
+                    x, x_ids = np.concatenate(rows), np.concatenate(ids)
+                    n = min(self.shard_size, len(x))
+                    shards.append(self._write_shard(len(shards), offset, x[:n], x_ids[:n],
+                                                    _NONE))
+                    offset += n
+                    rows, ids = [x[n:]], [x_ids[n:]]
+            self._switch_to(shards, self._next_id)
+        except BaseException:
+            self._compactions -= 1
+            raise
+
+    def _switch_to(self, shards: list[dict], next_id: int) -> None:
+        self._shards, self._next_id = shards, next_id
         self._commit(self.path)
 
-    def _write_shard(self, i: int, rows: np.ndarray) -> dict:
-        """Write ``rows`` as the file of shard ``i`` and return its manifest entry. The name
-        carries the row count, so a rewritten last shard never overwrites its old file."""
+    def _write_shard(self, i: int, offset: int, rows: np.ndarray, ids: np.ndarray,
+                     deleted: np.ndarray) -> dict:
+        """Write ``rows`` as the file of shard ``i`` (and its ids and deletions beside it,
+        when there are any to write) and return its manifest entry. The name carries the
+        row count, so a rewritten last shard never overwrites its old file."""
         n = len(rows)
         build = self.shard_kind != "flat" and n == self.shard_size
-        name = f"shard-{i:06d}-{n}.{'npz' if build else 'npy'}"
-        target = self.path / name
+        stem = f"shard-{i:06d}-{n}" + (f"-c{self._compactions}" if self._compactions else "")
         if build:
             index = self._new_shard_index()
             if not index.is_trained:
                 index.train(rows)  # the per-shard model (see Notes)
             index.add(rows)
-            index.save(target)
+            index.save(self.path / f"{stem}.npz")
+            record = self._record(f"{stem}.npz")
         else:
-            with atomic_write(target) as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(rows), allow_pickle=False)
+            record = self._write_array(f"{stem}.npy", rows)
+        entry = {**record, "rows": n, "stored": "index" if build else "vectors", "ids": None}
+        if not np.array_equal(ids, np.arange(offset, offset + n)):
+            entry["ids"] = self._write_array(f"{stem}.ids.npy", ids)
+        return self._with_deleted(entry, deleted)
+
+    def _with_deleted(self, entry: dict, deleted: np.ndarray) -> dict:
+        """``entry`` with the sorted positions ``deleted`` as its deletions (a new file,
+        whose name carries their count)."""
+        record = None
+        if len(deleted):
+            name = f"{entry['file'].rsplit('.', 1)[0]}.deleted-{len(deleted)}.npy"
+            record = {**self._write_array(name, deleted), "count": len(deleted)}
+        return {**entry, "deleted": record}
+
+    def _write_array(self, name: str, a: np.ndarray) -> dict:
+        with atomic_write(self.path / name) as f:
+            np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
+        return self._record(name)
+
+    def _record(self, name: str) -> dict:
+        """The manifest record of the file ``name`` just written: size and SHA-256."""
+        target = self.path / name
         self._verified.add(name)
-        return {"file": name, "rows": n, "bytes": target.stat().st_size,
-                "sha256": _sha256(target), "stored": "index" if build else "vectors"}
+        return {"file": name, "bytes": target.stat().st_size, "sha256": _sha256(target)}
 
     # -- searching ----------------------------------------------------------------------
     def _checked_knobs(self, params: dict) -> dict:
@@ -302,35 +433,60 @@ class ShardedIndex(Index):
         worst = np.inf if self.metric == "l2" else -np.inf
         D = np.full((len(xq), k), worst, dtype=np.float32)
         I = np.full((len(xq), k), -1, dtype=np.int64)
-        offset = 0
-        for i, shard in enumerate(self._shards):
-            rows = shard["rows"]
-            # The filter over this shard's global ids, as a mask over its local ids.
-            mask = None if id_filter is None else id_filter.allows(np.arange(offset,
-                                                                            offset + rows))
-            local = None if mask is None else IdFilter(mask)
+        for i, offset in enumerate(self._offsets()):
+            # The filter over this shard's ids, minus its deleted rows, as a mask over rows.
+            mask = self._allowed(i, offset, id_filter)
             if mask is None or mask.any():
-                Ds, Is = self._search_shard(i, xq, min(k, rows), local, knobs)  # released here
-                D, I = merge_results(D, I, Ds, np.where(Is >= 0, Is + offset, -1), k,
-                                     self.metric)
-            offset += rows
+                Ds, Is = self._search_shard(i, xq, min(k, self._shards[i]["rows"]),
+                                            None if mask is None else IdFilter(mask), knobs)
+                D, I = merge_results(D, I, Ds, self._labels(i, offset, Is), k, self.metric)
         return D, I
 
+    def _allowed(self, i: int, offset: int, id_filter: IdFilter | None) -> np.ndarray | None:
+        """Which rows of shard ``i`` a search may return (``None``: all of them)."""
+        deleted = self._deleted_rows(i)
+        if id_filter is None and not len(deleted):
+            return None
+        allowed = (np.ones(self._shards[i]["rows"], dtype=np.bool_) if id_filter is None
+                   else id_filter.allows(self._shard_ids(i, offset)))
+        allowed[deleted] = False
+        return allowed
+
+    def _labels(self, i: int, offset: int, rows: np.ndarray) -> np.ndarray:
+        """Result rows of shard ``i`` (``-1`` = none) → ids."""
+        if self._shards[i]["ids"] is None:
+            return np.where(rows >= 0, rows + offset, -1)
+        return np.where(rows >= 0, self._shard_ids(i, offset)[np.maximum(rows, 0)], -1)
+
     def _reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """Each id from its shard: the raw rows, or the shard index's reconstruction."""
-        starts = np.cumsum([0] + [s["rows"] for s in self._shards])
-        missing = (ids < 0) | (ids >= starts[-1])
-        if missing.any():
-            raise ValueError(f"id {int(ids[missing][0])} is not in this ShardedIndex "
-                             f"(ids 0 … {starts[-1] - 1})")
+        """Each id from its shard: the raw rows, or the shard index's reconstruction (the
+        first stored row of an id stored twice)."""
         out = np.empty((len(ids), self.d), dtype=np.float32)
-        shard_of = np.searchsorted(starts, ids, side="right") - 1
-        for i in np.unique(shard_of):
-            here = shard_of == i
-            local = ids[here] - starts[i]
-            out[here] = (self._read_vectors(i)[local] if self._shards[i]["stored"] == "vectors"
-                         else self._load_shard_index(i)._reconstruct(local))
+        todo = np.ones(len(ids), dtype=bool)
+        for i, offset in enumerate(self._offsets()):
+            if not todo.any():
+                break
+            live = self._live_rows(i)
+            rows, found = find_ids(self._shard_ids(i, offset)[live], ids[todo])
+            if found.any():
+                where = np.flatnonzero(todo)[found]
+                local = live[rows[found]]
+                out[where] = (self._read_vectors(i)[local]
+                              if self._shards[i]["stored"] == "vectors"
+                              else self._load_shard_index(i)._reconstruct(local))
+                todo[where] = False
+        if todo.any():
+            raise ValueError(f"id {int(ids[todo][0])} is not in this ShardedIndex")
         return out
+
+    def _raw_rows(self, i: int, local: np.ndarray) -> np.ndarray:
+        """Rows ``local`` of shard ``i`` as they were added (for :meth:`compact`)."""
+        if self._shards[i]["stored"] == "vectors":
+            return np.array(self._read_vectors(i)[local])
+        index = self._load_shard_index(i)
+        if self.shard_kind == "ivfpq":
+            return index._exact_vectors(local)
+        return index._reconstruct(local)  # an hnsw shard keeps its vectors
 
     def _search_shard(self, i: int, xq: np.ndarray, k: int, id_filter, knobs: dict):
         """Open shard ``i``, search it (local ids), and let it go when this returns."""
@@ -356,6 +512,48 @@ class ShardedIndex(Index):
                              f"says float32 ({shard['rows']}, {self.d})")
         return x
 
+    def _offsets(self) -> list[int]:
+        """Global row number of each shard's first row (deleted rows included)."""
+        return np.cumsum([0] + [s["rows"] for s in self._shards])[:-1].tolist()
+
+    def _shard_ids(self, i: int, offset: int) -> np.ndarray:
+        """The id of every row of shard ``i`` (deleted ones included): its file, or the
+        row numbers ``offset …`` when it has none."""
+        shard = self._shards[i]
+        if shard["ids"] is None:
+            return np.arange(offset, offset + shard["rows"])
+        return self._read_int64(i, shard["ids"], shard["rows"])
+
+    def _deleted_rows(self, i: int) -> np.ndarray:
+        """Sorted positions of the removed rows of shard ``i``."""
+        record = self._shards[i]["deleted"]
+        if record is None:
+            return _NONE
+        rows = self._read_int64(i, record, record["count"])
+        if not (np.all(np.diff(rows) > 0) and rows[0] >= 0
+                and rows[-1] < self._shards[i]["rows"]):
+            raise ValueError(f"{self._describe(i, record)} does not hold sorted row positions "
+                             f"of the shard")
+        return rows
+
+    def _live_rows(self, i: int) -> np.ndarray:
+        """Positions of the rows of shard ``i`` not removed."""
+        live = np.ones(self._shards[i]["rows"], dtype=bool)
+        live[self._deleted_rows(i)] = False
+        return np.flatnonzero(live)
+
+    def _read_int64(self, i: int, record: dict, n: int) -> np.ndarray:
+        """The int64 array of ``n`` entries in the file of ``record`` (checksum first)."""
+        self._verify(i, record)
+        try:
+            a = np.load(self.path / record["file"], allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self._describe(i, record)} cannot be read: {exc}") from None
+        if a.dtype != np.int64 or a.shape != (n,):
+            raise ValueError(f"{self._describe(i, record)} holds {a.dtype} {a.shape}; the "
+                             f"manifest says int64 ({n},)")
+        return a
+
     def _load_shard_index(self, i: int) -> Index:
         self._verify(i)
         shard = self._shards[i]
@@ -371,45 +569,51 @@ class ShardedIndex(Index):
         return index
 
     # -- integrity and persistence --------------------------------------------------------
-    def _describe(self, i: int) -> str:
-        return f"shard {i} ({self._shards[i]['file']}) of the ShardedIndex in {self.path}"
+    def _describe(self, i: int, record: dict | None = None) -> str:
+        name = (record or self._shards[i])["file"]
+        return f"shard {i} ({name}) of the ShardedIndex in {self.path}"
 
-    def _verify(self, i: int) -> None:
-        name = self._shards[i]["file"]
+    def _verify(self, i: int, record: dict | None = None) -> None:
+        """Check the SHA-256 of ``record``'s file (default: shard ``i``'s own), once."""
+        record = record or self._shards[i]
+        name = record["file"]
         if name in self._verified:
             return
         try:
             digest = _sha256(self.path / name)
         except OSError as exc:
-            raise ValueError(f"{self._describe(i)} cannot be read: {exc}") from None
-        if digest != self._shards[i]["sha256"]:
-            raise ValueError(f"{self._describe(i)} is damaged: its SHA-256 does not match the "
-                             f"manifest; restore the file or rebuild the index")
+            raise ValueError(f"{self._describe(i, record)} cannot be read: {exc}") from None
+        if digest != record["sha256"]:
+            raise ValueError(f"{self._describe(i, record)} is damaged: its SHA-256 does not "
+                             f"match the manifest; restore the file or rebuild the index")
         self._verified.add(name)
 
     def _check_files(self) -> None:
-        """Every shard file exists and has the size the manifest records."""
+        """Every file of every shard exists and has the size the manifest records."""
         for i, shard in enumerate(self._shards):
-            try:
-                size = (self.path / shard["file"]).stat().st_size
-            except FileNotFoundError:
-                raise ValueError(f"{self._describe(i)} is missing") from None
-            if size != shard["bytes"]:
-                raise ValueError(f"{self._describe(i)} is damaged: it has {size} bytes, the "
-                                 f"manifest says {shard['bytes']}")
+            for record in _records(shard):
+                try:
+                    size = (self.path / record["file"]).stat().st_size
+                except FileNotFoundError:
+                    raise ValueError(f"{self._describe(i, record)} is missing") from None
+                if size != record["bytes"]:
+                    raise ValueError(f"{self._describe(i, record)} is damaged: it has {size} "
+                                     f"bytes, the manifest says {record['bytes']}")
 
     def _state(self):
         """The manifest (without checksum) and no arrays: the vectors are in the shards."""
         return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "d": self.d,
                 "metric": self.metric, "shard_kind": self.shard_kind,
                 "shard_size": self.shard_size, "index_params": self.index_params,
+                "next_id": self._next_id, "compactions": self._compactions,
                 "shards": self._shards}, {}
 
     def _commit(self, directory: Path) -> None:
         """Switch ``directory`` to this store (its manifest, atomically), then delete the
         store files there that the manifest does not name."""
         write_manifest(directory / MANIFEST, self._state()[0])
-        remove_unreferenced(directory, _OURS, {MANIFEST, *(s["file"] for s in self._shards)})
+        remove_unreferenced(directory, _OURS,
+                            {MANIFEST, *(r["file"] for s in self._shards for r in _records(s))})
 
     @classmethod
     def _from_state(cls, params, arrays):
@@ -417,9 +621,14 @@ class ShardedIndex(Index):
         try:
             index._configure(params["path"], params["d"], params["shard_size"],
                              params["metric"], params["shard_kind"], params["index_params"])
-            index._shards = [{"file": str(s["file"]), "rows": int(s["rows"]),
-                              "bytes": int(s["bytes"]), "sha256": str(s["sha256"]),
-                              "stored": str(s["stored"])} for s in params["shards"]]
+            index._shards = [{**_parsed_record(s), "rows": int(s["rows"]),
+                              "stored": str(s["stored"]),
+                              "ids": _parsed_record(s.get("ids")),
+                              "deleted": _parsed_record(s.get("deleted"), "count")}
+                             for s in params["shards"]]
+            # Version 1 had neither: every id its row number.
+            index._next_id = int(params.get("next_id", index.ntotal))
+            index._compactions = int(params.get("compactions", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{params.get('path')} holds an inconsistent ShardedIndex "
                              f"manifest: {exc}") from None
@@ -433,11 +642,34 @@ class ShardedIndex(Index):
             full = shard["rows"] == self.shard_size
             last = i == len(self._shards) - 1
             built = self.shard_kind != "flat" and full
+            deleted = _n_deleted(shard)
             if not (0 < shard["rows"] <= self.shard_size and (full or last)
                     and shard["stored"] == ("index" if built else "vectors")
-                    and Path(shard["file"]).name == shard["file"]):
+                    and all(Path(r["file"]).name == r["file"] for r in _records(shard))
+                    and (shard["deleted"] is None or 0 < deleted <= shard["rows"])):
                 raise ValueError(f"{self.path} holds an inconsistent ShardedIndex manifest: "
                                  f"entry {i} is {shard}")
+
+
+#: No rows (no deletions).
+_NONE = np.empty(0, dtype=np.int64)
+
+
+def _records(shard: dict) -> list[dict]:
+    """The file records of a manifest entry: the shard's, then its ids' and deletions'."""
+    return [shard] + [shard[k] for k in ("ids", "deleted") if shard[k] is not None]
+
+
+def _n_deleted(shard: dict) -> int:
+    return 0 if shard["deleted"] is None else shard["deleted"]["count"]
+
+
+def _parsed_record(entry: dict | None, *counts: str) -> dict | None:
+    """A file record of a manifest (``file``, ``bytes``, ``sha256`` and ``counts``), typed."""
+    if entry is None:
+        return None
+    return {"file": str(entry["file"]), "bytes": int(entry["bytes"]),
+            "sha256": str(entry["sha256"]), **{c: int(entry[c]) for c in counts}}
 
 
 def _json_params(params: dict) -> dict:
@@ -472,4 +704,4 @@ def _read_manifest(path: Path) -> dict:
     if not file.is_file():
         raise ValueError(f"{path} is a directory without a ShardedIndex manifest ({MANIFEST}); "
                          f"pass the directory of a ShardedIndex or the file of a saved index")
-    return read_manifest(file, FORMAT_NAME, FORMAT_VERSION, "ShardedIndex", "Rebuild the index.")
+    return read_manifest(file, FORMAT_NAME, READ_VERSIONS, "ShardedIndex", "Rebuild the index.")
