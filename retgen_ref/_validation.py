@@ -97,8 +97,11 @@ def as_array(x, name: str, *, ndim: int, dtype=np.float32, d: int | None = None,
         )
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one vector")
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=dtype)
+    if arr.dtype == dtype and arr.flags.c_contiguous:
+        out = arr  # the common case: no conversion, so nothing can overflow
+    else:
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(arr, dtype=dtype)
     if out.dtype.kind == "f" and not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
         where = ", ".join(str(i) for i in bad)
