@@ -50,7 +50,7 @@ def check_positive_float(value, name: str) -> float:
 
 
 def as_array(x, name: str, *, ndim: int, dtype=np.float32, d: int | None = None,
-             d_name: str = "d") -> np.ndarray:
+             d_name: str = "d", finite: bool = True) -> np.ndarray:
     """Validate ``x`` and return it as a C-contiguous array of ``dtype``.
 
     Parameters
@@ -68,6 +68,10 @@ def as_array(x, name: str, *, ndim: int, dtype=np.float32, d: int | None = None,
         Required size of the last axis.
     d_name : str
         What ``d`` is called in messages.
+    finite : bool
+        Check that every value is finite (a caller that computes something NaN and
+        infinity would spoil anyway may pass False and call :func:`check_finite` only
+        when it is spoilt, saving a pass over ``x``).
 
     Raises
     ------
@@ -102,13 +106,21 @@ def as_array(x, name: str, *, ndim: int, dtype=np.float32, d: int | None = None,
     else:
         with np.errstate(over="ignore"):
             out = np.ascontiguousarray(arr, dtype=dtype)
+    if finite:
+        check_finite(out, arr, name)
+    return out
+
+
+def check_finite(out: np.ndarray, source, name: str) -> None:
+    """``ValueError`` if ``out`` (``source`` converted by :func:`as_array`) holds NaN or
+    infinity, saying whether ``source`` had it or the conversion overflowed."""
     if out.dtype.kind == "f" and not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
         where = ", ".join(str(i) for i in bad)
-        src_finite = arr.dtype.kind in "iu" or bool(np.isfinite(arr).all())
-        why = f"a value too large for {np.dtype(dtype).name}" if src_finite else "NaN or infinity"
+        source = np.asarray(source)
+        src_finite = source.dtype.kind in "iu" or bool(np.isfinite(source).all())
+        why = f"a value too large for {out.dtype.name}" if src_finite else "NaN or infinity"
         raise ValueError(f"{name} contains {why} (first at index [{where}]); clean the data first")
-    return out
 
 
 def available_memory() -> int | None:

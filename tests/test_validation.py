@@ -74,3 +74,24 @@ def test_bad_dimension(d, exc):
 def test_searching_an_empty_index_says_add_first():
     with pytest.raises(ValueError, match="empty; add vectors before searching"):
         FlatIndex(3).search(np.ones((1, 3)), 1)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("bad, message", [
+    (np.nan, r"NaN or infinity \(first at index \[2, 3\]\)"),
+    (-np.inf, r"NaN or infinity \(first at index \[2, 3\]\)"),
+    (1e300, r"a value too large for float32 \(first at index \[2, 3\]\)"),
+    (1e20, "row 2 has norm 1e\\+20"),
+])
+def test_an_index_names_the_first_bad_value_whatever_the_metric(metric, bad, message):
+    """Outside cosine, ``Index._prepare`` finds NaN and infinity through the norm check
+    rather than a pass of its own: the message must stay the one ``as_array`` gives."""
+    index = FlatIndex(4, metric)
+    x = np.ones((4, 4))
+    x[2, 3] = bad
+    if metric == "cosine" and bad == 1e20:  # cosine rows are normalised: no overflow
+        index.add(x)
+        return
+    for call in (index.add, lambda v: index.search(v, 1)):
+        with pytest.raises(ValueError, match=message):
+            call(x)

@@ -21,7 +21,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .. import persist
-from .._validation import as_array, check_fits, check_int, check_metric
+from .._validation import (ALWAYS_FITS, as_array, check_finite, check_fits, check_int,
+                           check_metric)
 from ..distances import needs_normalisation, normalise_rows
 from .rwlock import ReadWriteLock
 
@@ -98,8 +99,9 @@ class Index(ABC):
         knobs = self._checked_knobs(params)
         id_filter = None if ids is None else IdFilter(ids)
         xq = self._prepare(xq, "xq")
-        check_fits(len(xq) * k * 12, f"a result of {len(xq):,} × k={k:,}",
-                   "ask for fewer neighbours or search the queries in batches")
+        if len(xq) * k * 12 >= ALWAYS_FITS:  # the message is not formatted for every call
+            check_fits(len(xq) * k * 12, f"a result of {len(xq):,} × k={k:,}",
+                       "ask for fewer neighbours or search the queries in batches")
         self._lock.acquire_read()
         try:
             ntotal = self.ntotal
@@ -252,13 +254,20 @@ class Index(ABC):
 
     # -- for subclasses ---------------------------------------------------------------
     def _prepare(self, x, name: str) -> np.ndarray:
-        """Validate ``x`` as ``(n, d)`` finite reals; float32, unit rows for cosine."""
+        """Validate ``x`` as ``(n, d)`` finite reals; float32, unit rows for cosine.
+
+        Outside cosine the finite check rides on the norm check: a NaN or infinity makes
+        its row's float64 squared norm NaN or infinite (finite float32 values cannot),
+        so the pass over ``x`` that bounds the norms also finds them."""
+        cosine = needs_normalisation(self.metric)
+        source = x
         x = as_array(x, name, ndim=2, dtype=np.float32, d=self.d,
-                     d_name="d (this index's dimension)")
-        if needs_normalisation(self.metric):
+                     d_name="d (this index's dimension)", finite=cosine)
+        if cosine:
             return normalise_rows(x)
         sq_norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)
-        if sq_norms.max() > MAX_SQ_NORM:
+        if not sq_norms.max() <= MAX_SQ_NORM:  # also NaN
+            check_finite(x, source, name)
             row = int(np.argmax(sq_norms))
             raise ValueError(f"{name} row {row} has norm {np.sqrt(sq_norms[row]):.3g}; "
                              f"squared distances would overflow float32 (norms must stay "

@@ -425,9 +425,10 @@ class HNSWIndex(Index):
             self._pool.release(s)
         if ip:
             np.negative(out_v, out=out_v)
-        if out_i[:, -1].min() < 0:  # fewer than k results: pad (they sort last)
-            out_v[out_i < 0] = -np.inf if ip else np.inf
         self.last_search_stats = {"distances": ndis, "path": "graph"}
+        if out_i[:, -1].min() >= 0:  # k results in every row (padding would sort last)
+            return out_v, self._labels[out_i]
+        out_v[out_i < 0] = -np.inf if ip else np.inf
         return out_v, np.where(out_i >= 0, self._labels[np.maximum(out_i, 0)], -1)
 
     def _exact_below(self, ef: int) -> float:
