@@ -63,6 +63,22 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
     return (x / norms[:, None]).astype(x.dtype, copy=False)
 
 
+@njit(cache=True)
+def max_row_sq_norm(x):
+    """``max_i ‖x_i‖²`` of a 2-d array, accumulated in float64; NaN as soon as a row's
+    is NaN (a NaN in ``x``), infinite if one is infinite. One pass, no temporaries: a
+    single query pays well under a microsecond (``np.einsum`` costs several)."""
+    largest = 0.0
+    for i in range(x.shape[0]):
+        s = 0.0
+        for t in range(x.shape[1]):
+            s += np.float64(x[i, t]) * np.float64(x[i, t])
+        if s != s:
+            return s
+        largest = max(largest, s)
+    return largest
+
+
 def squared_norms(x: np.ndarray) -> np.ndarray:
     """Row-wise ``‖x_i‖²`` as float32 (accumulated in float64)."""
     return np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
@@ -122,6 +138,35 @@ def minimised_value(q, vectors, j, use_l2):
     for t in range(q.shape[0]):
         s += q[t] * vectors[j, t]
     return -s
+
+
+NO_IDS = np.empty(0, dtype=np.int64)  # write_results: the positions are the ids
+
+
+@njit(cache=True, inline="always")
+def write_result_row(values, positions, ids, use_l2, out_d, out_i):
+    """Sorted minimised values and their positions → one FAISS-style result row.
+
+    ``out_d[j]`` is the squared distance ``values[j]`` (l2) or the similarity
+    ``−values[j]`` (ip); ``out_i[j]`` the stored id ``ids[positions[j]]``, or the position
+    itself when ``ids`` is empty (:data:`NO_IDS`); an empty slot (position ``-1``) gets
+    ``+inf`` (l2) or ``−inf`` and id ``-1``. ``out_i`` may be ``positions`` itself.
+    """
+    for j in range(out_d.shape[0]):
+        p = positions[j]
+        if p < 0:
+            out_d[j] = np.inf if use_l2 else -np.inf
+            out_i[j] = -1
+        else:
+            out_d[j] = values[j] if use_l2 else -values[j]
+            out_i[j] = ids[p] if ids.shape[0] else p
+
+
+@njit(parallel=True, cache=True)
+def write_results(values, positions, ids, use_l2, out_d, out_i):
+    """:func:`write_result_row` for every row, in parallel."""
+    for i in prange(out_d.shape[0]):
+        write_result_row(values[i], positions[i], ids, use_l2, out_d[i], out_i[i])
 
 
 @njit(fastmath=True, cache=True)

@@ -14,7 +14,7 @@ with ``u = 2⁻²⁴`` and ``R = max_j ‖x_j‖``. When the vectors lie far fro
 compared with their spread (``xb[:, 0] += 12345``) that error exceeds the gaps between
 neighbours and the float32 ranking is wrong, for us as for any ``‖x‖² − 2q·x`` search.
 
-So :func:`exact_topk` keeps ``k' = 2k + 16`` candidates, scores them in float64 directly
+So :func:`exact_topk` keeps ``k' = k + 8`` candidates, scores them in float64 directly
 (``Σ_t (q_t − x_t)²``, no cancellation) and *certifies* the result. Every row left out
 has ``v̂_j ≥ v̂_(k')``, the worst kept candidate, hence a true value ``≥ v̂_(k') − E``; if
 the k-th best exact value ``t_(k)`` is below that, no row left out can enter the top k.
@@ -31,27 +31,22 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .distances import METRIC_FORM, candidate_topk, scan_one, sort_heaps, squared_norms
+from .distances import (METRIC_FORM, NO_IDS, candidate_topk, scan_one, sort_heaps,
+                        squared_norms, write_result_row, write_results)
 from .heap import heap_replace_top, heap_sort, new_heap
 
 UNIT_ROUNDOFF = 2.0 ** -24  # u of float32
-#: Extra candidates scored in float64 beyond k: ``k' = 2k + CANDIDATE_MARGIN``.
-CANDIDATE_MARGIN = 16
+#: Extra candidates scored in float64 beyond k: ``k' = k + CANDIDATE_MARGIN``. Eight
+#: certify every query of Gaussian-mixture, clustered-unit, duplicated, near-duplicate and
+#: offset-100 data at k = 1, 10 and 100 (``2k + 16`` did too, at up to 1.6× the cost of a
+#: single query: the heap of candidates is most of it).
+CANDIDATE_MARGIN = 8
 _EMPTY64 = np.finfo(np.float64).max  # no infinity in the kernels (see heap.py)
 
 
 def n_candidates(k: int, n: int) -> int:
-    """How many float32 candidates a query keeps: ``min(n, 2k + CANDIDATE_MARGIN)``."""
-    return min(n, 2 * k + CANDIDATE_MARGIN)
-
-
-def error_bounds(query_sq_norms: np.ndarray, d: int, max_sq_norm: float,
-                 metric: str) -> np.ndarray:
-    """``E(q)`` of the module docstring for every query (given ``‖q‖²``), float64 ``(nq,)``."""
-    R = np.sqrt(max_sq_norm)
-    qn = np.sqrt(query_sq_norms)
-    gamma = 2.0 * (d + 2) * UNIT_ROUNDOFF
-    return gamma * ((R * R + 2.0 * qn * R) if metric == "l2" else qn * R)
+    """How many float32 candidates a query keeps: ``min(n, k + CANDIDATE_MARGIN)``."""
+    return min(n, k + CANDIDATE_MARGIN)
 
 
 @njit(cache=True)
@@ -110,19 +105,40 @@ def rescan_one(q, base, base_norms, alpha, beta, limit, use_l2, out_v, out_i):
 
 
 @njit(cache=True)
-def exact_search_one(q, base, base_norms, alpha, beta, n_cand, shift, bound, use_l2, out_v,
-                     out_i):
-    """The whole search of one query in one serial call (no thread-pool wake-up).
+def error_bound(query_sq_norm, d, max_sq_norm, use_l2):
+    """``E(q)`` of the module docstring from ``‖q‖²``; scalars or arrays of ``‖q‖²``."""
+    R = np.sqrt(max_sq_norm)
+    qn = np.sqrt(query_sq_norm)
+    gamma = 2.0 * (d + 2) * UNIT_ROUNDOFF
+    return gamma * ((R * R + 2.0 * qn * R) if use_l2 else qn * R)
+
+
+@njit(cache=True)
+def exact_search_query(q, base, base_norms, n_cand, use_l2, max_sq_norm, out_d, out_i):
+    """The whole search of one query in one serial call (no thread-pool wake-up, no
+    NumPy temporaries): ``E(q)``, the float32 scan, the float64 certificate, the rescan
+    if needed, and the FAISS-style row of ``len(out_d)`` results (float32 distances or
+    similarities, ``±inf`` / ``-1`` padding) written into ``out_d`` and ``out_i``.
 
     Returns True if the query needed the rescan of :func:`rescan_one`.
     """
+    k = out_d.shape[0]
+    query_sq_norm = 0.0
+    for t in range(q.shape[0]):
+        query_sq_norm += np.float64(q[t]) * np.float64(q[t])
+    bound = error_bound(query_sq_norm, q.shape[0], max_sq_norm, use_l2)
+    shift = query_sq_norm if use_l2 else 0.0
+    alpha = np.float32(1.0) if use_l2 else np.float32(0.0)
+    beta = np.float32(-2.0) if use_l2 else np.float32(-1.0)
     cand_v, cand_i = new_heap(n_cand)
     scan_one(q, base, base_norms, alpha, beta, cand_v, cand_i)
+    out_v = np.empty(k)
     rescanned = not refine_one(q, base, cand_v, cand_i, shift, bound, use_l2, out_v, out_i)
     if rescanned:
         rescan_one(q, base, base_norms, alpha, beta, out_v[0] + bound - shift, use_l2, out_v,
                    out_i)
     heap_sort(out_v, out_i)
+    write_result_row(out_v, out_i, NO_IDS, use_l2, out_d, out_i)
     return rescanned
 
 
@@ -174,34 +190,35 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
     nq, n = queries.shape[0], base.shape[0]
     if max_sq_norm is None:
         max_sq_norm = float(np.einsum("ij,ij->i", base, base, dtype=np.float64).max())
+    use_l2 = metric == "l2"
+    n_cand = n_candidates(k, n)
+    if nq == 1:
+        D = np.empty((1, k), dtype=np.float64 if float64 else np.float32)
+        I = np.empty((1, k), dtype=np.int64)
+        rescanned = exact_search_query(queries[0], base, base_norms, n_cand, use_l2,
+                                       max_sq_norm, D[0], I[0])
+        return D, I, int(rescanned)
     alpha, beta, _ = METRIC_FORM[metric]
     alpha, beta = np.float32(alpha), np.float32(beta)
-    use_l2 = metric == "l2"
     query_sq_norms = np.einsum("ij,ij->i", queries, queries, dtype=np.float64)
-    bounds = error_bounds(query_sq_norms, queries.shape[1], max_sq_norm, metric)
+    bounds = error_bound(query_sq_norms, queries.shape[1], max_sq_norm, use_l2)
     shifts = query_sq_norms if use_l2 else np.zeros(nq)
-    n_cand = n_candidates(k, n)
     out_v = np.empty((nq, k))
     out_i = np.empty((nq, k), dtype=np.int64)
-    if nq == 1:
-        rescanned = int(exact_search_one(queries[0], base, base_norms, alpha, beta, n_cand,
-                                         shifts[0], bounds[0], use_l2, out_v[0], out_i[0]))
-    else:
-        cand_v, cand_i = candidate_topk(queries, base, base_norms, n_cand, metric, sort=False)
-        certified = np.empty(nq, dtype=np.bool_)
-        refine_all(queries, base, cand_v, cand_i, shifts, bounds, use_l2, out_v, out_i,
-                   certified)
-        rows = np.flatnonzero(~certified)
-        rescanned = len(rows)
-        if rescanned:
-            limits = out_v[rows, 0] + bounds[rows] - shifts[rows]
-            rescan_some(queries, rows, base, base_norms, alpha, beta, limits, use_l2, out_v,
-                        out_i)
-        sort_heaps(out_v, out_i)
-    if not use_l2:
-        np.negative(out_v, out=out_v)
-    out_v[out_i < 0] = np.inf if use_l2 else -np.inf
-    return (out_v if float64 else out_v.astype(np.float32)), out_i, rescanned
+    cand_v, cand_i = candidate_topk(queries, base, base_norms, n_cand, metric, sort=False)
+    certified = np.empty(nq, dtype=np.bool_)
+    refine_all(queries, base, cand_v, cand_i, shifts, bounds, use_l2, out_v, out_i,
+               certified)
+    rows = np.flatnonzero(~certified)
+    rescanned = len(rows)
+    if rescanned:
+        limits = out_v[rows, 0] + bounds[rows] - shifts[rows]
+        rescan_some(queries, rows, base, base_norms, alpha, beta, limits, use_l2, out_v,
+                    out_i)
+    sort_heaps(out_v, out_i)
+    D = out_v if float64 else np.empty((nq, k), dtype=np.float32)
+    write_results(out_v, out_i, NO_IDS, use_l2, D, out_i)
+    return D, out_i, rescanned
 
 
 #: Bytes of stored rows gathered at a time by :func:`exact_topk_rows`.

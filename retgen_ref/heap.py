@@ -3,7 +3,9 @@
 A search keeps, per query, the k best candidates seen so far in a max-heap keyed on the
 value to *minimise* (squared L2 distance, or the negated similarity). The root is the worst
 kept candidate, so the hot loop tests a new candidate against ``vals[0]`` inline and calls
-:func:`heap_replace_top` only for the rare candidate that enters the top k.
+:func:`heap_replace_top` only for the rare candidate that enters the top k. The heap
+operations are inlined into their callers at Numba's IR level (``inline="always"``): an
+out-of-line call that passes two arrays can cost as much as the short sift it performs.
 
 A growing *min*-heap (:func:`min_heap_push`, :func:`min_heap_pop`) holds the candidate
 queue of graph searches (HNSW): the closest unexpanded node first.
@@ -26,7 +28,7 @@ def _greater(va, ia, vb, ib):
     return va > vb or (va == vb and ia > ib)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def heap_replace_top(vals, ids, v, i):
     """Replace the root of the max-heap ``(vals, ids)`` with ``(v, i)`` and sift it down."""
     n = vals.shape[0]
@@ -59,7 +61,7 @@ def heap_sort(vals, ids):
         heap_replace_top(vals[:end], ids[:end], last_v, last_i)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def min_heap_push(vals, ids, n, v, i):
     """Push ``(v, i)`` on the min-heap held in the first ``n`` slots of ``(vals, ids)``."""
     pos = n
@@ -75,7 +77,7 @@ def min_heap_push(vals, ids, n, v, i):
     ids[pos] = i
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def min_heap_pop(vals, ids, n):
     """Remove the root of the min-heap of ``n`` entries (the caller read it first)."""
     n -= 1

@@ -161,15 +161,27 @@ def test_faiss_roundoff_data_is_searched_exactly(nq, metric):
         assert index.last_search_stats["rescanned"] > 0  # the bound saw the danger
 
 
-def test_well_conditioned_data_need_no_rescan():
+@pytest.mark.parametrize("seed", [5, 13, 2026])
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("one_at_a_time", [True, False])  # the one-query kernel, the tiles
+def test_well_conditioned_data_need_no_rescan(one_at_a_time, metric, seed):
     """The float32 pass is certified at once on ordinary data: exactness costs ``k'``
-    float64 scores per query, not a second scan."""
-    xb, xq = make_data("gaussian", 20_000, 64, 32, seed=5)
-    index = FlatIndex(32)
+    float64 scores per query, not a second scan (a certificate that compared values on
+    different scales, e.g. without the ``‖q‖²`` shift, would rescan here)."""
+    xb, xq = make_data("gaussian", 20_000, 16, 32, seed=seed)
+    index = FlatIndex(32, metric)
     index.add(xb)
-    D, I = index.search(xq, 10)
-    assert index.last_search_stats["rescanned"] == 0
-    assert_exact(D, I, xq, xb, 10, "l2")
+    if one_at_a_time:
+        rescanned = 0
+        for q in xq:
+            D, I = index.search(q[None], 10)
+            assert_exact(D, I, q[None], xb, 10, metric)
+            rescanned += index.last_search_stats["rescanned"]
+    else:
+        D, I = index.search(xq, 10)
+        assert_exact(D, I, xq, xb, 10, metric)
+        rescanned = index.last_search_stats["rescanned"]
+    assert rescanned == 0
 
 
 @pytest.mark.parametrize("spread_over_norm", [1e-4, 1e-5])

@@ -45,8 +45,8 @@ def seeding_args():
 def serial():
     v, i = new_heaps(1, 10)
     distances.scan_sorted_one(one, base, norms, f1, fm1, v[0], i[0])
-    out_v, out_i = np.empty(10), np.empty(10, np.int64)
-    exact.exact_search_one(one, base, norms, f1, fm1, 36, 0.0, 1.0, True, out_v, out_i)
+    out_d, out_i = np.empty(10, np.float32), np.empty(10, np.int64)
+    exact.exact_search_query(one, base, norms, 36, True, 1.0, out_d, out_i)
     kmeans.lower_min_sq_dist_serial(*seeding_args())
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from .. import persist
 from .._validation import (ALWAYS_FITS, as_array, check_finite, check_fits, check_int,
                            check_metric)
-from ..distances import needs_normalisation, normalise_rows
+from ..distances import max_row_sq_norm, needs_normalisation, normalise_rows
 from .rwlock import ReadWriteLock
 
 #: Largest squared norm a stored or query vector may have: squared distances between
@@ -95,7 +95,8 @@ class Index(ABC):
         values of the index's search knobs (``nprobe=``, ``ef=``, … see ``_knobs``), in
         place of the attributes, which they leave unchanged.
         """
-        k = check_int(k, "k")
+        if k.__class__ is not int or k < 1:  # the common case costs one test
+            k = check_int(k, "k")
         knobs = self._checked_knobs(params)
         id_filter = None if ids is None else IdFilter(ids)
         xq = self._prepare(xq, "xq")
@@ -116,6 +117,8 @@ class Index(ABC):
     def _checked_knobs(self, params: dict) -> dict:
         """Every knob of ``_knobs``: the value given for this call (checked) or the
         attribute's; an unknown name is a ``TypeError`` listing the known ones."""
+        if not params:
+            return {name: getattr(self, attr) for name, (attr, _) in self._knobs.items()}
         unknown = sorted(set(params) - set(self._knobs))
         if unknown:
             raise TypeError(f"{type(self).__name__}.search() has no parameter "
@@ -265,9 +268,9 @@ class Index(ABC):
                      d_name="d (this index's dimension)", finite=cosine)
         if cosine:
             return normalise_rows(x)
-        sq_norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)
-        if not sq_norms.max() <= MAX_SQ_NORM:  # also NaN
+        if not max_row_sq_norm(x) <= MAX_SQ_NORM:  # also NaN
             check_finite(x, source, name)
+            sq_norms = np.einsum("ij,ij->i", x, x, dtype=np.float64)
             row = int(np.argmax(sq_norms))
             raise ValueError(f"{name} row {row} has norm {np.sqrt(sq_norms[row]):.3g}; "
                              f"squared distances would overflow float32 (norms must stay "

@@ -20,6 +20,7 @@ class GrowableRows:
     def clear(self) -> None:
         self._data = np.empty((0, *self._shape_tail), dtype=self._dtype)
         self._size = 0
+        self._view = None
 
     def __len__(self) -> int:
         return self._size
@@ -34,15 +35,19 @@ class GrowableRows:
             self._data = grown
         self._data[self._size:need] = rows
         self._size = need
+        self._view = None
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep the rows where ``mask`` (``(len,)`` bool) is true, in order, in place."""
         kept = self._data[: self._size][mask]
         self._data[: len(kept)] = kept
         self._size = len(kept)
+        self._view = None
 
     def view(self) -> np.ndarray:
-        """The filled rows, read-only, without a copy."""
-        v = self._data[: self._size]
-        v.flags.writeable = False
-        return v
+        """The filled rows, read-only, without a copy (made once per change: a search
+        asks for it on every call)."""
+        if self._view is None:
+            self._view = self._data[: self._size]
+            self._view.flags.writeable = False
+        return self._view

@@ -415,7 +415,7 @@ class HNSWIndex(Index):
             res_v, res_i = s.results(min(max(ef, k), self._n))
             args = (xq, self._vectors, self._links0, self._counts0, self._ulinks, self._ucounts,
                     self._offsets, self._entry, self._max_level, s.stamps, s.gens, s.cand_v,
-                    s.cand_i, res_v, res_i, out_v, out_i, ndis, allowed, ip)
+                    s.cand_i, res_v, res_i, self._labels, out_v, out_i, ndis, allowed, ip)
             if nq == 1:
                 K.search_serial(*args)
             else:
@@ -423,13 +423,8 @@ class HNSWIndex(Index):
                     K.search_parallel(*args)
         finally:
             self._pool.release(s)
-        if ip:
-            np.negative(out_v, out=out_v)
         self.last_search_stats = {"distances": ndis, "path": "graph"}
-        if out_i[:, -1].min() >= 0:  # k results in every row (padding would sort last)
-            return out_v, self._labels[out_i]
-        out_v[out_i < 0] = -np.inf if ip else np.inf
-        return out_v, np.where(out_i >= 0, self._labels[np.maximum(out_i, 0)], -1)
+        return out_v, out_i
 
     def _exact_below(self, ef: int) -> float:
         """Filtered searches allowing at most this many nodes scan them exactly.

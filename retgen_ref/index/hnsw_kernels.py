@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..distances import minimised_value
+from ..distances import minimised_value, write_result_row
 from ..heap import EMPTY, heap_replace_top, heap_sort, min_heap_pop, min_heap_push
 from .base import NO_FILTER
 
@@ -282,34 +282,32 @@ def _search_one(q, vectors, links0, counts0, ulinks, ucounts, offsets, entry, ma
 
 @njit(parallel=True, fastmath=True, cache=True)
 def search_parallel(queries, vectors, links0, counts0, ulinks, ucounts, offsets, entry,
-                    max_level, stamps, gens, cand_v, cand_i, res_v, res_i, out_v, out_i, ndis,
-                    allowed, ip):
-    """Search every query (in parallel); the ``k`` best of each go to ``out_v, out_i``
-    (only nodes ``allowed`` when it is not empty, see :func:`beam_search`)."""
-    k = out_v.shape[1]
+                    max_level, stamps, gens, cand_v, cand_i, res_v, res_i, labels, out_d,
+                    out_i, ndis, allowed, ip):
+    """Search every query (in parallel); the ``k`` best of each go to ``out_d, out_i`` as
+    FAISS-style rows (:func:`~retgen_ref.distances.write_result_row`: the nodes' ``labels``,
+    similarities for ip, padding), only nodes ``allowed`` when it is not empty (see
+    :func:`beam_search`)."""
     for i in prange(queries.shape[0]):
         t = numba.get_thread_id()
         hv, hi = res_v[t], res_i[t]
         ndis[i] = _search_one(queries[i], vectors, links0, counts0, ulinks, ucounts, offsets,
                               entry, max_level, hv, hi, cand_v[t], cand_i[t], stamps[t],
                               _next_stamp(stamps, gens, t), allowed, ip)
-        out_v[i] = hv[:k]
-        out_i[i] = hi[:k]
+        write_result_row(hv, hi, labels, not ip, out_d[i], out_i[i])
 
 
 @njit(fastmath=True, cache=True)
 def search_serial(queries, vectors, links0, counts0, ulinks, ucounts, offsets, entry,
-                  max_level, stamps, gens, cand_v, cand_i, res_v, res_i, out_v, out_i, ndis,
-                  allowed, ip):
+                  max_level, stamps, gens, cand_v, cand_i, res_v, res_i, labels, out_d, out_i,
+                  ndis, allowed, ip):
     """:func:`search_parallel` on one thread, without the cost of starting the pool."""
-    k = out_v.shape[1]
     hv, hi = res_v[0], res_i[0]
     for i in range(queries.shape[0]):
         ndis[i] = _search_one(queries[i], vectors, links0, counts0, ulinks, ucounts, offsets,
                               entry, max_level, hv, hi, cand_v[0], cand_i[0], stamps[0],
                               _next_stamp(stamps, gens, 0), allowed, ip)
-        out_v[i] = hv[:k]
-        out_i[i] = hi[:k]
+        write_result_row(hv, hi, labels, not ip, out_d[i], out_i[i])
 
 
 class Scratch:

@@ -45,12 +45,13 @@ class InvertedLists:
         self.offsets = np.zeros(self.nlist, dtype=np.int64)
         self.sizes = np.zeros(self.nlist, dtype=np.int64)
         self.capacities = np.zeros(self.nlist, dtype=np.int64)
+        self._ntotal = 0  # sizes.sum(), kept by every change of sizes (read per search)
         self._end = 0  # first unused row of the pool
         self.rows_moved = 0  # rows copied by relocation, pool growth and compaction
 
     @property
     def ntotal(self) -> int:
-        return int(self.sizes.sum())
+        return self._ntotal
 
     @property
     def ids(self) -> np.ndarray:
@@ -89,6 +90,7 @@ class InvertedLists:
             for name, column in self.columns.items():
                 column[at:at + c] = rows[name][chunk]
             self.sizes[l] += c
+        self._ntotal += len(list_ids)
 
     def _reserve(self, lists: np.ndarray, needed: np.ndarray) -> None:
         """Give every list in ``lists`` room for ``needed`` rows, relocating full ones."""
@@ -147,6 +149,7 @@ class InvertedLists:
                     column[o:o + kept] = column[o:o + n][keep]
                 self.sizes[l] = kept
                 removed += n - kept
+        self._ntotal -= removed
         return removed
 
     def list_entries(self, l: int, field: str) -> tuple[np.ndarray, np.ndarray]:
@@ -183,4 +186,5 @@ class InvertedLists:
             raise ValueError("inverted lists have inconsistent offsets or sizes")
         lists.offsets, lists.sizes = offsets.astype(np.int64), sizes.astype(np.int64)
         lists.capacities, lists._end = caps.astype(np.int64), rows
+        lists._ntotal = int(lists.sizes.sum())
         return lists

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from .._validation import check_int
-from ..distances import METRIC_FORM, fast_topk, sort_heaps, squared_norms
+from ..distances import METRIC_FORM, fast_topk, sort_heaps, squared_norms, write_results
 from ..heap import new_heaps
 from ..kmeans import KMeans
 from ..pq import ProductQuantizer
@@ -92,6 +92,9 @@ class _IVFIndex(Index):
     def _set_centroids(self, centroids: np.ndarray) -> None:
         self.centroids = centroids
         self._centroid_norms = squared_norms(centroids)  # once, not per search
+        alpha, beta, _ = METRIC_FORM[self._coarse_metric]
+        self._coarse_args = (centroids, self._centroid_norms, np.float32(alpha),
+                             np.float32(beta))
 
     def _assign(self, x: np.ndarray) -> np.ndarray:
         return self._coarse_search(x, 1)[1][:, 0]
@@ -105,10 +108,8 @@ class _IVFIndex(Index):
         return fast_topk(xq, self.centroids, self._centroid_norms, nprobe, self._coarse_metric)
 
     def _coarse_form(self, nprobe: int):
-        """``(α, β, centroids, norms, nprobe)`` for the single-query kernels' coarse search."""
-        alpha, beta, _ = METRIC_FORM[self._coarse_metric]
-        return (self.centroids, self._centroid_norms, np.float32(alpha), np.float32(beta),
-                nprobe)
+        """``(centroids, norms, α, β, nprobe)`` for the single-query kernels' coarse search."""
+        return (*self._coarse_args, nprobe)
 
     # -- adding and removing ----------------------------------------------------------
     def _add(self, x: np.ndarray) -> None:
@@ -150,11 +151,10 @@ class _IVFIndex(Index):
         # More candidates than stored vectors would only be padding.
         n_candidates = max(k, min(self._n_candidates(k, knobs), self.ntotal))
         allowed = self._allowed(id_filter)
-        if len(xq) == 1:  # one fused kernel call: Python overhead would dominate
-            heap_vals, heap_pos, count = self._search_one(xq[0], n_candidates, knobs["nprobe"],
-                                                          allowed)
-            D, I = self._finish(*self._refine(xq, heap_vals[None], heap_pos[None], k, knobs))
-            scanned = np.array([count])
+        if len(xq) == 1 and not self._refines(knobs):  # one kernel call, results included
+            D = np.empty((1, k), dtype=np.float32)
+            I = np.empty((1, k), dtype=np.int64)
+            scanned = np.array([self._search_one(xq[0], knobs["nprobe"], allowed, D[0], I[0])])
         else:
             # Queries in blocks, so the candidates (and the vectors gathered to re-rank
             # them) take at most about SEARCH_BLOCK_BYTES at a time.
@@ -190,6 +190,10 @@ class _IVFIndex(Index):
         """How many candidates the list scan keeps per query (more if re-ranked)."""
         return k
 
+    def _refines(self, knobs: dict) -> bool:
+        """Whether :meth:`_refine` re-ranks the candidates with these knobs."""
+        return False
+
     def _refine(self, xq, heap_vals, heap_pos, k, knobs: dict):
         """Re-rank the scanned candidates; the base class keeps them as they are."""
         return heap_vals, heap_pos
@@ -207,12 +211,11 @@ class _IVFIndex(Index):
         return self.centroids.nbytes + entries + 3 * 8 * self.nlist + codec + derived
 
     def _finish(self, heap_vals, heap_pos):
-        """Heap values and pool positions -> FAISS-style ``(D, I)``."""
-        empty = heap_pos < 0
-        ids = np.where(empty, -1, self.lists.ids[np.maximum(heap_pos, 0)])
-        D = heap_vals if self.metric == "l2" else -heap_vals
-        D[empty] = np.inf if self.metric == "l2" else -np.inf
-        return D, ids
+        """Sorted heap values and pool positions -> FAISS-style ``(D, I)``."""
+        D = np.empty(heap_vals.shape, dtype=np.float32)
+        I = np.empty(heap_pos.shape, dtype=np.int64)
+        write_results(heap_vals, heap_pos, self.lists.ids, self.metric == "l2", D, I)
+        return D, I
 
     # -- persistence --------------------------------------------------------------------
     def _state(self):
@@ -299,10 +302,11 @@ class IVFFlatIndex(_IVFIndex):
         scan_flat_lists(xq, probes, lists.columns["vectors"], lists.offsets, lists.sizes,
                         self.metric == "l2", allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, k, nprobe, allowed):
+    def _search_one(self, q, nprobe, allowed, out_d, out_i):
         lists = self.lists
         return flat_search_one(q, *self._coarse_form(nprobe), lists.columns["vectors"],
-                               lists.offsets, lists.sizes, self.metric == "l2", allowed, k)
+                               lists.offsets, lists.sizes, self.metric == "l2", allowed,
+                               lists.ids, out_d, out_i)
 
 
 @register_index
@@ -455,7 +459,7 @@ class IVFPQIndex(_IVFIndex):
                       np.ascontiguousarray(coarse_terms), probes, lists.columns["codes"],
                       lists.offsets, lists.sizes, allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, k, nprobe, allowed):
+    def _search_one(self, q, nprobe, allowed, out_d, out_i):
         # coarse term = weight · (minimised coarse value) + offset: ‖y‖² − 2q·y + ‖q‖² for
         # l2 with residuals, ‖q‖² without; −q·y for ip with residuals, 0 without
         l2 = self.metric == "l2"
@@ -464,10 +468,14 @@ class IVFPQIndex(_IVFIndex):
         lists = self.lists
         return pq_search_one(q, self._codebooks_t, np.float32(-2.0 if l2 else -1.0),
                              self._list_terms, *self._coarse_form(nprobe), weight, offset,
-                             lists.columns["codes"], lists.offsets, lists.sizes, allowed, k)
+                             lists.columns["codes"], lists.offsets, lists.sizes, allowed,
+                             lists.ids, l2, out_d, out_i)
 
     def _n_candidates(self, k: int, knobs: dict) -> int:
         return max(k, knobs["refine_k"])
+
+    def _refines(self, knobs: dict) -> bool:
+        return bool(knobs["refine_k"])
 
     def _refine(self, xq, heap_vals, heap_pos, k, knobs: dict):
         if not knobs["refine_k"]:

@@ -7,8 +7,8 @@ re-ranking), and counts the entries it scored, for the cost model of
 ``docs/03-ivf-hnsw-lsh.md``.
 
 The work for one query is written once (``*_one``); the batch kernels run it in parallel
-across queries, and the single-query kernels run the coarse search, the list scan and the
-final sort in one call, because for one query the overhead of separate calls would cost
+across queries, and the single-query kernels run the coarse search, the list scan, the
+final sort and the result row in one call, because for one query the overhead of separate calls would cost
 more than the search itself.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..distances import minimised_value, scan_one
+from ..distances import minimised_value, scan_one, write_result_row
 from ..heap import heap_replace_top, heap_sort, new_heap
 
 
@@ -137,20 +137,24 @@ def coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe):
 
 @njit(cache=True)
 def flat_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, pool, offsets, sizes,
-                    use_l2, allowed, k):
-    """IVF-Flat search of one query in one call: ``(values, positions, scanned)``, sorted."""
+                    use_l2, allowed, ids, out_d, out_i):
+    """IVF-Flat search of one query in one call: the coarse search, the list scan and the
+    result row (:func:`~retgen_ref.distances.write_result_row`, ``len(out_d)`` results)
+    written into ``out_d``, ``out_i``. Returns the number of vectors scanned."""
     _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
-    hv, hi = new_heap(k)
+    hv, hi = new_heap(out_d.shape[0])
     scanned = flat_scan_one(q, lists, pool, offsets, sizes, use_l2, allowed, hv, hi)
     heap_sort(hv, hi)
-    return hv, hi, scanned
+    write_result_row(hv, hi, ids, use_l2, out_d, out_i)
+    return scanned
 
 
 @njit(cache=True)
 def pq_search_one(q, codebooks_t, table_scale, list_terms, centroids, centroid_norms, alpha,
                   beta, nprobe, coarse_weight, coarse_offset, codes, offsets, sizes, allowed,
-                  k):
-    """IVF-PQ search of one query in one call: ``(values, positions, scanned)``, sorted.
+                  ids, use_l2, out_d, out_i):
+    """IVF-PQ search of one query in one call, as :func:`flat_search_one` (result row in
+    ``out_d``, ``out_i``; returns the number of codes scanned).
 
     The query's table is ``table_scale · q_j·C_jc`` from the transposed codebooks
     ``(m, dsub, ksub)``. The coarse term of probed list ``p`` is
@@ -166,9 +170,10 @@ def pq_search_one(q, codebooks_t, table_scale, list_terms, centroids, centroid_n
                 query_table[j, c] += qt * row[c]
     values, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
     coarse_terms = coarse_weight * values + coarse_offset
-    hv, hi = new_heap(k)
+    hv, hi = new_heap(out_d.shape[0])
     table = np.empty((m, ksub), dtype=np.float32)
     scanned = pq_scan_one(query_table, list_terms, coarse_terms, lists, codes, offsets, sizes,
                           table, allowed, hv, hi)
     heap_sort(hv, hi)
-    return hv, hi, scanned
+    write_result_row(hv, hi, ids, use_l2, out_d, out_i)
+    return scanned

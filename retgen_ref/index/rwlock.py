@@ -6,8 +6,9 @@ search is reading (an HNSW node's links, an inverted list's rows, a buffer that 
 each waits for the searches under way to finish and holds the others back until it is
 done. Writers are preferred: a steady stream of searches cannot starve an ``add``.
 
-The methods are plain calls rather than context managers, so the search path pays two
-uncontended lock round-trips and nothing else.
+The methods are plain calls rather than context managers, and a reader takes the
+condition's mutex directly (a C-level ``with``) and notifies only when a writer waits, so
+an uncontended search pays two mutex round-trips and nothing else.
 """
 
 from __future__ import annotations
@@ -20,21 +21,22 @@ class ReadWriteLock:
     around a change; not reentrant (a thread that writes must not search inside it)."""
 
     def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writing = False
         self._writers_waiting = 0
 
     def acquire_read(self) -> None:
-        with self._cond:
+        with self._mutex:
             while self._writing or self._writers_waiting:
                 self._cond.wait()
             self._readers += 1
 
     def release_read(self) -> None:
-        with self._cond:
+        with self._mutex:
             self._readers -= 1
-            if not self._readers:
+            if not self._readers and self._writers_waiting:
                 self._cond.notify_all()
 
     def acquire_write(self) -> None:

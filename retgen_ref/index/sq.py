@@ -33,6 +33,7 @@ from ..sq import ScalarQuantizer
 from .base import Index, register_index
 from .growable import GrowableRows
 from .ivf import _IVFIndex
+from ..distances import write_result_row
 from .ivf_kernels import coarse_one
 from .rowids import PositionalIds
 
@@ -132,14 +133,17 @@ def scan_sq_lists(queries, probes, centroids, by_residual, codes, lut, offsets, 
 
 @njit(cache=True)
 def ivf_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, by_residual, codes,
-                   lut, offsets, sizes, use_l2, allowed, k):
-    """IVF-SQ search of one query in one serial call: ``(values, positions, scanned)``."""
+                   lut, offsets, sizes, use_l2, allowed, ids, out_d, out_i):
+    """IVF-SQ search of one query in one serial call, as
+    :func:`~.ivf_kernels.flat_search_one` (result row in ``out_d``, ``out_i``; returns
+    the number of codes scanned)."""
     _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
-    hv, hi = new_heap(k)
+    hv, hi = new_heap(out_d.shape[0])
     scanned = ivf_scan_one(q, lists, centroids, by_residual, codes, lut, offsets, sizes,
                            use_l2, allowed, hv, hi)
     heap_sort(hv, hi)
-    return hv, hi, scanned
+    write_result_row(hv, hi, ids, use_l2, out_d, out_i)
+    return scanned
 
 
 # -- indexes ------------------------------------------------------------------------------
@@ -336,8 +340,9 @@ class IVFSQIndex(_IVFIndex):
                       self.sq.lut_, lists.offsets, lists.sizes, self.metric == "l2",
                       allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, k, nprobe, allowed):
+    def _search_one(self, q, nprobe, allowed, out_d, out_i):
         lists = self.lists
         return ivf_search_one(q, *self._coarse_form(nprobe), self.by_residual,
                               lists.columns["codes"], self.sq.lut_, lists.offsets,
-                              lists.sizes, self.metric == "l2", allowed, k)
+                              lists.sizes, self.metric == "l2", allowed, lists.ids, out_d,
+                              out_i)
