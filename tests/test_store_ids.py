@@ -294,3 +294,55 @@ def test_bad_ids_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="id 59 is not in this ShardedIndex"):
         store.reconstruct(59)
     assert store.remove_ids([59]) == 0  # already removed
+
+
+def test_a_search_reads_each_sidecar_once_and_a_change_only_what_it_wrote(tmp_path,
+                                                                          monkeypatch):
+    """Review of issue 17, (a): sidecars are read once per opened store, not per query or
+    per use; a removal, add or compaction re-reads only the files it wrote."""
+    path = tmp_path / "s"
+    store = ShardedIndex(path, D, shard_size=50)
+    store.add(_rows(110, 0))  # shards 0 and 1 full, shard 2 of 10: ids are row numbers
+    store.add_with_ids(_rows(70, 1), np.arange(70) * 7 + 10**6)  # fills 2, starts 3
+    store.remove_ids([3, 104, 10**6 + 7 * 45, 10**6 + 7 * 69])  # shards 0, 2, 3
+    sidecars = sorted(r["file"] for s in store._shards for r in _records(s)[1:])
+    assert len(sidecars) == 5 and not _records(store._shards[1])[1:]  # 0: del, 2, 3: both
+    read = []
+    real = ShardedIndex._read_int64
+
+    def counted(self, i, record, n):
+        read.append(record["file"])
+        return real(self, i, record, n)
+
+    monkeypatch.setattr(ShardedIndex, "_read_int64", counted)
+    store = load_index(path)  # a reload starts with nothing kept
+    xq = _rows(9, 2)
+    allowed = store.ids[::2]
+    store.search(xq, 20, ids=allowed)  # the filter needs ids, the labels again
+    assert sorted(read) == sidecars
+    store.search(xq, 20)
+    store.range_search(xq, 30.0)
+    assert store.ntotal == 176 and len(store.ids) == 176 and sorted(read) == sidecars
+    read.clear()
+    assert store.remove_ids([10**6 + 7 * 60]) == 1  # shard 3's deletions: a new file
+    assert read == []
+    store.search(xq, 20)
+    assert read == [store._shards[3]["deleted"]["file"]]
+    read.clear()
+    store.add_with_ids(_rows(5, 3), np.arange(5) + 5 * 10**6)  # rewrites shard 3
+    store.search(xq, 20, ids=allowed)
+    assert sorted(read) == sorted(r["file"] for r in _records(store._shards[3])[1:])
+    read.clear()
+    store.compact()
+    assert read == []
+    after = store.search(xq, 20)
+    assert sorted(read) == sorted(r["file"] for s in store._shards for r in _records(s)[1:])
+    monkeypatch.undo()
+    for a, b in zip(after, load_index(path).search(xq, 20)):  # what is kept is what is read
+        assert np.array_equal(a, b)
+    store.reset()  # names come back after a reset: what is kept must not
+    store.add_with_ids(_rows(60, 4), np.arange(60) + 10**6)
+    store.search(xq, 1)
+    store.reset()
+    store.add_with_ids(_rows(60, 4), np.arange(60) + 2 * 10**6)
+    assert store.ids.tolist() == list(range(2 * 10**6, 2 * 10**6 + 60))

@@ -10,7 +10,8 @@ the parts' top-k:
     TopK_k(X_1 ∪ … ∪ X_S)  =  TopK_k( TopK_k(X_1) ∪ … ∪ TopK_k(X_S) )
 
 Only one shard is open at a time, so the resident memory of a search is about one shard
-plus the queries and ``2 · nq · k`` results, whatever the size of ``X``.
+plus the queries and ``2 · nq · k`` results, whatever the size of ``X``, plus the ids and
+deleted positions of the shards that store them, which are kept once read (8 bytes a row).
 
 Directory layout (no pickle anywhere, DESIGN.md convention 7): ``sharded_index.json``, a
 manifest with the format version, ``d``, ``metric``, the shard kind and its parameters,
@@ -142,7 +143,9 @@ class ShardedIndex(Index):
     a small file beside the shard: they are never returned, and the shard files are left
     as they are (so a removal costs one pass over the ids, not a rewrite).
     :meth:`compact` rewrites the store without them, equal to a new store given the
-    remaining vectors with their ids by ``add_with_ids``.
+    remaining vectors with their ids by ``add_with_ids``. A shard's ids and deletions are
+    read once by this object and then kept in memory (8 bytes per stored id or removed
+    row), so a search reads each of these files at most once, and later ones not at all.
 
     *One writer.* Other objects opened on the same directory are stale after an ``add``
     or ``reset``; reopen them. Knob values are not stored: a reopened store starts from
@@ -193,6 +196,10 @@ class ShardedIndex(Index):
                                  f"{need} rows; raise shard_size or lower nlist / nbits")
         self._shards: list[dict] = []
         self._verified: set[str] = set()
+        # Sidecars (ids, deleted positions) once read: (file, sha256) -> read-only array.
+        # The name carries the shard's row count and deletion count, the checksum its
+        # content (a name can come back after reset), so an entry is never stale.
+        self._sidecars: dict[tuple[str, str], np.ndarray] = {}
         self._next_id = 0  # one more than the largest id ever stored
         self._compactions = 0
 
@@ -268,6 +275,7 @@ class ShardedIndex(Index):
         """Delete every shard file of the store; the directory and manifest remain."""
         self._shards = []
         self._verified.clear()
+        self._sidecars.clear()
         self._next_id = 0
         self._commit(self.path)
 
@@ -358,18 +366,21 @@ class ShardedIndex(Index):
             return
         self._compactions += 1
         try:
-            shards, rows, ids, offset = [], [], [], 0
+            # Survivors carried over to the next new shard: their rows, ids and count.
+            shards, rows, ids, pending, offset = [], [], [], 0, 0
+            last = len(self._shards) - 1
             for i, start in enumerate(self._offsets()):
                 live = self._live_rows(i)
                 rows.append(self._raw_rows(i, live))
                 ids.append(self._shard_ids(i, start)[live])
-                while sum(map(len, rows)) >= self.shard_size or (
-                        i == self.nshards - 1 and sum(map(len, rows))):
+                pending += len(live)
+                while pending >= self.shard_size or (i == last and pending):
                     x, x_ids = np.concatenate(rows), np.concatenate(ids)
-                    n = min(self.shard_size, len(x))
+                    n = min(self.shard_size, pending)
                     shards.append(self._write_shard(len(shards), offset, x[:n], x_ids[:n],
                                                     _NONE))
                     offset += n
+                    pending -= n
                     rows, ids = [x[n:]], [x_ids[n:]]
             self._switch_to(shards, self._next_id)
         except BaseException:
@@ -379,6 +390,8 @@ class ShardedIndex(Index):
     def _switch_to(self, shards: list[dict], next_id: int) -> None:
         self._shards, self._next_id = shards, next_id
         self._commit(self.path)
+        named = {(r["file"], r["sha256"]) for s in shards for r in _records(s)}
+        self._sidecars = {key: a for key, a in self._sidecars.items() if key in named}
 
     def _write_shard(self, i: int, offset: int, rows: np.ndarray, ids: np.ndarray,
                      deleted: np.ndarray) -> dict:
@@ -522,19 +535,35 @@ class ShardedIndex(Index):
         shard = self._shards[i]
         if shard["ids"] is None:
             return np.arange(offset, offset + shard["rows"])
-        return self._read_int64(i, shard["ids"], shard["rows"])
+        return self._sidecar(i, "ids")
 
     def _deleted_rows(self, i: int) -> np.ndarray:
         """Sorted positions of the removed rows of shard ``i``."""
-        record = self._shards[i]["deleted"]
-        if record is None:
+        if self._shards[i]["deleted"] is None:
             return _NONE
-        rows = self._read_int64(i, record, record["count"])
-        if not (np.all(np.diff(rows) > 0) and rows[0] >= 0
-                and rows[-1] < self._shards[i]["rows"]):
-            raise ValueError(f"{self._describe(i, record)} does not hold sorted row positions "
-                             f"of the shard")
-        return rows
+        return self._sidecar(i, "deleted")
+
+    def _sidecar(self, i: int, key: str) -> np.ndarray:
+        """Shard ``i``'s ids (``key="ids"``) or deleted positions (``"deleted"``), read-only:
+        read and checked the first time, then kept in ``_sidecars``, so that a search (or
+        any number of them) reads each sidecar file once. ``_switch_to`` drops the entries
+        of files the manifest no longer names."""
+        shard = self._shards[i]
+        record = shard[key]
+        cache_key = (record["file"], record["sha256"])
+        a = self._sidecars.get(cache_key)
+        if a is not None:
+            return a
+        if key == "ids":
+            a = self._read_int64(i, record, shard["rows"])
+        else:
+            a = self._read_int64(i, record, record["count"])
+            if not (np.all(np.diff(a) > 0) and a[0] >= 0 and a[-1] < shard["rows"]):
+                raise ValueError(f"{self._describe(i, record)} does not hold sorted row "
+                                 f"positions of the shard")
+        a.flags.writeable = False
+        self._sidecars[cache_key] = a
+        return a
 
     def _live_rows(self, i: int) -> np.ndarray:
         """Positions of the rows of shard ``i`` not removed."""
