@@ -460,16 +460,11 @@ class IVFPQIndex(_IVFIndex):
                       lists.offsets, lists.sizes, allowed, heap_vals, heap_pos, scanned)
 
     def _search_one(self, q, nprobe, allowed, out_d, out_i):
-        # coarse term = weight · (minimised coarse value) + offset: ‖y‖² − 2q·y + ‖q‖² for
-        # l2 with residuals, ‖q‖² without; −q·y for ip with residuals, 0 without
-        l2 = self.metric == "l2"
-        offset = np.float32(q @ q) if l2 else np.float32(0.0)
-        weight = np.float32(1.0 if self.by_residual else 0.0)
         lists = self.lists
-        return pq_search_one(q, self._codebooks_t, np.float32(-2.0 if l2 else -1.0),
-                             self._list_terms, *self._coarse_form(nprobe), weight, offset,
-                             lists.columns["codes"], lists.offsets, lists.sizes, allowed,
-                             lists.ids, l2, out_d, out_i)
+        return pq_search_one(q, self._codebooks_t, self._list_terms, *self._coarse_form(nprobe),
+                             self.by_residual, lists.columns["codes"], lists.offsets,
+                             lists.sizes, allowed, lists.ids, self.metric == "l2", out_d,
+                             out_i)
 
     def _n_candidates(self, k: int, knobs: dict) -> int:
         return max(k, knobs["refine_k"])

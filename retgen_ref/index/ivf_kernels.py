@@ -150,17 +150,18 @@ def flat_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, pool, off
 
 
 @njit(cache=True)
-def pq_search_one(q, codebooks_t, table_scale, list_terms, centroids, centroid_norms, alpha,
-                  beta, nprobe, coarse_weight, coarse_offset, codes, offsets, sizes, allowed,
-                  ids, use_l2, out_d, out_i):
+def pq_search_one(q, codebooks_t, list_terms, centroids, centroid_norms, alpha, beta, nprobe,
+                  by_residual, codes, offsets, sizes, allowed, ids, use_l2, out_d, out_i):
     """IVF-PQ search of one query in one call, as :func:`flat_search_one` (result row in
     ``out_d``, ``out_i``; returns the number of codes scanned).
 
-    The query's table is ``table_scale · q_j·C_jc`` from the transposed codebooks
-    ``(m, dsub, ksub)``. The coarse term of probed list ``p`` is
-    ``coarse_weight · value_p + coarse_offset`` (see ``IVFPQIndex._search_one``).
+    The query's table is ``−2 q_j·C_jc`` (l2) or ``−q_j·C_jc`` (ip) from the transposed
+    codebooks ``(m, dsub, ksub)``. The coarse term of probed list ``p`` (see
+    ``IVFPQIndex``) is ``‖q − y_l‖² = value_p + ‖q‖²`` for l2 with residuals, ``‖q‖²``
+    without; ``−q·y_l = value_p`` for ip with residuals, 0 without.
     """
     m, dsub, ksub = codebooks_t.shape
+    table_scale = np.float32(-2.0) if use_l2 else np.float32(-1.0)
     query_table = np.zeros((m, ksub), dtype=np.float32)
     for j in range(m):
         for t in range(dsub):
@@ -168,6 +169,11 @@ def pq_search_one(q, codebooks_t, table_scale, list_terms, centroids, centroid_n
             row = codebooks_t[j, t]
             for c in range(ksub):
                 query_table[j, c] += qt * row[c]
+    coarse_offset = np.float32(0.0)
+    if use_l2:
+        for t in range(q.shape[0]):
+            coarse_offset += q[t] * q[t]
+    coarse_weight = np.float32(1.0) if by_residual else np.float32(0.0)
     values, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
     coarse_terms = coarse_weight * values + coarse_offset
     hv, hi = new_heap(out_d.shape[0])
