@@ -1,13 +1,28 @@
 """Approximate search: our IVF-Flat, IVF-PQ, IVF-SQ8, OPQ+IVF-PQ and HNSW vs FAISS and hnswlib.
 
-ann-benchmarks style, in one run, on the same data, with the same parameters and threads:
+ann-benchmarks style, in one run, on the same data, with the same parameters and threads.
+``--dataset`` takes names and paths, any number of them; the default set is
 
-* ``gmm-200k-128``: 200,000 × 128 Gaussian mixture, squared L2;
-* ``unit-100k-384``: 100,000 × 384 clustered unit vectors, inner product.
+* ``gmm-200k-128``: 200,000 × 128 Gaussian mixture, squared L2 (synthetic);
+* ``retgen-patterns``: the 168,821 × 128 key vectors of the RETGEN LM's pattern store
+  (resolution 2), queries from the test split, inner product;
+* ``austen-sentences``: 30,563 × 64 SIF sentence vectors of the training split, queries
+  from the test split, inner product;
+
+the last two made from the bundled corpus by ``benchmarks/datasets.py`` and cached in
+``benchmarks/data/`` (their dataset card: ``docs/datasets.md``). ``unit-100k-384``
+(100,000 × 384 clustered unit vectors, inner product) stays selectable by name, and any
+ann-benchmarks ``.hdf5`` file by its path (``--dataset glove-100-angular.hdf5``; angular
+is searched as inner product on unit rows). Recall is measured against the file's
+``neighbors`` (first 10 columns); synthetic data get theirs from an exact search.
 
 Every family is one FAISS index-factory string, derived from the dataset's ``nlist`` and PQ
 ``m`` (``IVF1024,Flat``, ``IVF1024,PQ16x8``, ``IVF1024,SQ8``, ``OPQ16,IVF1024,PQ16x8``,
-``HNSW16``), and both libraries are built from that same string:
+``HNSW16``), chosen from n and d by :func:`ivf_params` (printed per dataset): ``nlist`` the
+largest power of two ≤ min(4√n, n/39) (at least 39 training points per list, FAISS's
+floor), ``m`` the largest of 96, 64, 48, 32, 16, 8 that divides d and is ≤ d/8 (else the
+divisor of d nearest d/8), so 1024 and 16 on gmm-200k-128 as before. Both libraries are
+built from that same string:
 ``retgen_ref.index_factory(d, string, metric)`` and ``faiss.index_factory(d, string,
 METRIC_L2 or METRIC_INNER_PRODUCT)``. hnswlib has no index strings: it keeps its own
 constructor (``hnswlib.Index`` + ``init_index(M=16, ...)``), with the ``M`` of ``HNSW16``.
@@ -18,15 +33,19 @@ factory turns it on; it only permutes the codewords for Hamming filtering, which
 does not use at ``polysemous_ht = 0``, and we have no such step).
 
 For each index family the build (train + add) is timed at 1 and 2 threads, then recall@10
-(against exact search) and QPS are measured over a sweep of the search knob (``nprobe``,
-``ef_search``) for a batch of 1,000 queries in one call and for single queries (one call
-each), at 1 and 2 threads. Writes ``benchmarks/results/ann.json``, ``docs/ann.png`` and the
-tables in ``docs/benchmarks.md``; ``--quick`` writes ``benchmarks/results/ann-quick.json``
-only and leaves the docs alone. Targets (issue 4): recall@10 within 0.01 of the peer at
-the same parameters; QPS ≥ 0.5× the peer's at equal recall; HNSW build ≤ 2× hnswlib.
+(against the dataset's true neighbours) and QPS are measured over a sweep of the search
+knob (``nprobe``, ``ef_search``) for a batch of 1,000 queries in one call and for single
+queries (one call each), at 1 and 2 threads. Writes ``benchmarks/results/ann.json``,
+``docs/ann.png`` and the tables in ``docs/benchmarks.md``; ``--quick`` (10% of each base
+set: synthetic data generated at that size, real data a seeded sample with its ground
+truth recomputed exactly; 200 queries; short timings) writes
+``benchmarks/results/ann-quick.json`` only and leaves the docs alone. Targets (issue 4):
+recall@10 within 0.01 of the peer at the same parameters; QPS ≥ 0.5× the peer's at equal
+recall; HNSW build ≤ 2× hnswlib.
 
-    python benchmarks/bench_ann.py                 # full run (about 35 minutes on 2 cores)
+    python benchmarks/bench_ann.py                 # full run (two synthetic sets took 35 min)
     python benchmarks/bench_ann.py --quick         # 10% of the data, short sweeps
+    python benchmarks/bench_ann.py --dataset path/to/glove-100-angular.hdf5
 """
 
 from __future__ import annotations
@@ -39,16 +58,19 @@ import time
 
 import numpy as np
 
+import datasets as corpus_datasets
 from _harness import (BENCH_DOC, RESULTS, machine, machine_line, markdown_table,
                       median_seconds, replace_doc_section, threads, write_json)
 from retgen_ref import FlatIndex, index_factory
 from retgen_ref.synthetic import clustered_unit_vectors, gaussian_mixture
 
 K = 10
-DATASETS = {  # name: (generator, n, d, metric, nlist, PQ m)
-    "gmm-200k-128": (gaussian_mixture, 200_000, 128, "l2", 1024, 16),
-    "unit-100k-384": (clustered_unit_vectors, 100_000, 384, "ip", 512, 48),
+SYNTHETIC = {  # name: (generator, n, d, metric)
+    "gmm-200k-128": (gaussian_mixture, 200_000, 128, "l2"),
+    "unit-100k-384": (clustered_unit_vectors, 100_000, 384, "ip"),
 }
+DEFAULT_DATASETS = ["gmm-200k-128", *corpus_datasets.CORPUS_DATASETS]
+LEGACY_PARAMS = {"gmm-200k-128": (1024, 16), "unit-100k-384": (512, 48)}  # ann.json before
 NPROBES = (1, 2, 4, 8, 16, 32, 64)
 EF_SEARCH = (16, 32, 64, 128, 256)
 HNSW_M, HNSW_EF_CONSTRUCTION = 16, 200
@@ -69,10 +91,54 @@ FAMILIES = {  # family: (index string from the dataset's nlist and PQ m, knobs, 
 }
 
 
-def index_string(family: str, dataset: str) -> str:
-    """The FAISS index-factory string of ``family`` on ``dataset``, e.g. ``IVF1024,PQ16x8``."""
-    _, _, _, _, nlist, m = DATASETS[dataset]
+def ivf_params(n: int, d: int) -> tuple[int, int]:
+    """``(nlist, m)`` from the base size and dimension (the rule of the module docstring)."""
+    nlist = 1 << int(np.floor(np.log2(max(1.0, min(4 * np.sqrt(n), n / 39)))))
+    preferred = [m for m in (96, 64, 48, 32, 16, 8) if d % m == 0 and m <= d / 8]
+    divisors = [m for m in range(1, d + 1) if d % m == 0]
+    m = preferred[0] if preferred else min(divisors, key=lambda m: (abs(m - d / 8), m))
+    return nlist, m
+
+
+def index_string(family: str, nlist: int, m: int) -> str:
+    """The FAISS index-factory string of ``family``, e.g. ``IVF1024,PQ16x8``."""
     return FAMILIES[family][0].format(nlist=nlist, m=m, M=HNSW_M)
+
+
+class BenchData:
+    """What one benchmark dataset needs: base, queries, metric, the true top K, (nlist, m)."""
+
+    def __init__(self, name, x, xq, metric, truth, note):
+        self.name, self.x, self.xq, self.metric, self.truth, self.note = (
+            name, x, xq, metric, truth, note)
+        self.nlist, self.m = ivf_params(*x.shape)
+
+
+def load_dataset(name_or_path: str, quick: bool, n_queries: int, rebuild: bool = False):
+    """A synthetic dataset by name, a corpus-made one by name, or an ann-benchmarks file."""
+    scale = 0.1 if quick else 1.0
+    if name_or_path in SYNTHETIC:
+        make, n, d, metric = SYNTHETIC[name_or_path]
+        n = int(n * scale)
+        data = make(n + n_queries, d, seed=0)
+        x, xq = data[:n], data[n:]
+        exact = FlatIndex(d, metric)
+        exact.add(x)
+        return BenchData(name_or_path, x, xq, metric, exact.search(xq, K)[1],
+                         "synthetic, seed 0, truth by exact search")
+    ds = corpus_datasets.resolve(name_or_path, rebuild, progress=print)
+    x, xq, metric = ds.for_search()
+    xq = xq[:n_queries]
+    if ds.neighbors.shape[1] < K:
+        raise SystemExit(f"{name_or_path}: 'neighbors' has {ds.neighbors.shape[1]} columns; "
+                         f"recall@{K} needs {K}")
+    if not quick:
+        return BenchData(ds.name, x, xq, metric, ds.neighbors[:n_queries, :K],
+                         f"{len(x):,} x {x.shape[1]}, truth from the file's neighbors")
+    keep = np.sort(np.random.default_rng(0).permutation(len(x))[:max(K, int(len(x) * scale))])
+    truth = corpus_datasets.exact_knn(x[keep], xq, K, metric)[0]
+    return BenchData(ds.name, np.ascontiguousarray(x[keep]), xq, metric, truth,
+                     f"quick: {len(keep):,} of {len(x):,} base rows (seed 0), truth recomputed")
 
 
 # -- the libraries, behind one small interface: build(x, threads), set(knob), search ----------
@@ -177,10 +243,11 @@ class Hnswlib:
 LIBRARIES = {"Ours": Ours, "Faiss": Faiss, "Hnswlib": Hnswlib}
 
 
-def bench_family(family, dataset, x, xq, truth, thread_counts, n_single, min_seconds):
-    _, n, d, metric, _, _ = DATASETS[dataset]
+def bench_family(family, data: BenchData, thread_counts, n_single, min_seconds):
+    dataset, x, xq, truth, metric = data.name, data.x, data.xq, data.truth, data.metric
+    d = x.shape[1]
     _, knobs, libraries = FAMILIES[family]
-    string = index_string(family, dataset)
+    string = index_string(family, data.nlist, data.m)
     builds, points = [], []
     for name in libraries:
         lib = LIBRARIES[name](family, string, d, metric)
@@ -332,7 +399,8 @@ def tables(builds, rows) -> str:
     build_table = markdown_table(
         ["dataset", "family", "index string", "library", "threads", "build s",
          "saved index MB"],
-        [[b["dataset"], b["family"], f'`{b.get("index") or index_string(b["family"], b["dataset"])}`'
+        [[b["dataset"], b["family"],
+          f'`{b.get("index") or index_string(b["family"], *LEGACY_PARAMS[b["dataset"]])}`'
           if b["library"] != "hnswlib" else "– (own constructor)", b["library"], b["threads"],
           f'{b["build_seconds"]:.1f}', f'{b["bytes"] / 2**20:.1f}'] for b in builds])
     search_table = markdown_table(
@@ -364,7 +432,14 @@ def main():
     parser.add_argument("--quick", action="store_true", help="10%% of the data, short sweeps")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", action="extend",
+                        metavar="NAME_OR_PATH",
+                        help=f"repeatable; names "
+                             f"{', '.join([*SYNTHETIC, *corpus_datasets.MAKERS])} "
+                             f"or an ann-benchmarks .hdf5 path (default: "
+                             f"{' '.join(DEFAULT_DATASETS)})")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="rebuild the corpus-made datasets even if cached")
     parser.add_argument("--render", action="store_true",
                         help="rewrite the docs table and plot from benchmarks/results/ann.json "
                              "without measuring again")
@@ -373,24 +448,29 @@ def main():
         payload = json.loads((RESULTS / "ann.json").read_text())
         write_docs(payload)
         return
-    scale, n_queries, n_single, min_seconds = ((0.1, 200, 50, 0.2) if args.quick
-                                               else (1.0, 1000, 200, 0.5))
-    builds, points = [], []
-    for dataset in args.datasets:
-        make, n, d, metric, _, _ = DATASETS[dataset]
-        n = int(n * scale)
-        data = make(n + n_queries, d, seed=0)
-        x, xq = data[:n], data[n:]
-        exact = FlatIndex(d, metric)
-        exact.add(x)
-        truth = exact.search(xq, K)[1]
+    names = args.datasets or DEFAULT_DATASETS
+    for name in names:
+        known = name in SYNTHETIC or name in corpus_datasets.MAKERS
+        if not known and not os.path.isfile(name):
+            parser.error(f"--dataset {name!r}: not a dataset name "
+                         f"({', '.join([*SYNTHETIC, *corpus_datasets.MAKERS])}) nor an existing "
+                         ".hdf5 file")
+    n_queries, n_single, min_seconds = (200, 50, 0.2) if args.quick else (1000, 200, 0.5)
+    builds, points, used = [], [], []
+    for name in names:
+        data = load_dataset(name, args.quick, n_queries, args.rebuild)
+        print(f"{data.name}: {len(data.x):,} x {data.x.shape[1]}, {len(data.xq)} queries, "
+              f"{data.metric}; nlist {data.nlist}, PQ m {data.m} ({data.note})")
+        used.append({"dataset": data.name, "source": name, "n": len(data.x),
+                     "d": int(data.x.shape[1]), "metric": data.metric, "queries": len(data.xq),
+                     "nlist": data.nlist, "m": data.m, "note": data.note})
         for family in args.families:
-            b, p = bench_family(family, dataset, x, xq, truth, args.threads, n_single, min_seconds)
+            b, p = bench_family(family, data, args.threads, n_single, min_seconds)
             builds += b
             points += p
     rows = comparison_rows(points)
     payload = {"benchmark": "ann", "k": K, "machine": machine(), "quick": args.quick,
-               "builds": builds, "points": points, "comparison": rows}
+               "datasets": used, "builds": builds, "points": points, "comparison": rows}
     path = write_json("ann-quick" if args.quick else "ann", payload)
     if args.quick:
         print(f"wrote {path} (quick run: docs left as they are)")
@@ -399,12 +479,25 @@ def main():
     print(f"wrote {path}, docs/ann.png and docs/benchmarks.md")
 
 
+def dataset_table(used: list) -> str:
+    """The datasets of a run with the nlist and PQ m chosen for them (empty for old JSON)."""
+    if not used:
+        return ""
+    return ("### Datasets\n\nCorpus-made datasets are described in "
+            "[datasets.md](datasets.md); nlist and PQ m follow the rule of "
+            "`bench_ann.ivf_params`.\n\n" + markdown_table(
+                ["dataset", "n", "d", "metric", "queries", "nlist", "PQ m", "ground truth"],
+                [[u["dataset"], f'{u["n"]:,}', u["d"], u["metric"], u["queries"], u["nlist"],
+                  u["m"], u["note"]] for u in used]) + "\n\n")
+
+
 def write_docs(payload: dict) -> None:
     plot(payload["points"], BENCH_DOC.parent / "ann.png")
     replace_doc_section("bench_ann", "## Approximate search: IVF-Flat, IVF-PQ, IVF-SQ8, OPQ+IVF-PQ, "
                         "HNSW vs FAISS and hnswlib\n\n`python benchmarks/bench_ann.py` (k = 10; JSON in "
                         "`benchmarks/results/ann.json`). Machine: "
                         f'{machine_line(payload["machine"])}.\n\n'
+                        + dataset_table(payload.get("datasets", []))
                         + tables(payload["builds"], payload["comparison"]))
 
 
