@@ -163,6 +163,18 @@ def exact_search_query(q, base, base_norms, n_cand, use_l2, max_sq_norm, out_d, 
     return rescanned
 
 
+@njit(cache=True)
+def exact_search_serial(queries, base, base_norms, n_cand, use_l2, max_sq_norm, out_d, out_i):
+    """:func:`exact_search_query` for each row of ``queries`` in turn, into the rows of
+    ``out_d``, ``out_i``, on the calling thread (the path of a single query: one call
+    from Python, no thread pool). Returns how many queries needed the rescan."""
+    rescanned = 0
+    for i in range(queries.shape[0]):
+        rescanned += exact_search_query(queries[i], base, base_norms, n_cand, use_l2,
+                                        max_sq_norm, out_d[i], out_i[i])
+    return rescanned
+
+
 @njit(parallel=True, cache=True)
 def refine_all(queries, base, cand_vals, cand_ids, shifts, bounds, use_l2, out_v, out_i,
                certified):
@@ -216,9 +228,9 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, base_norms: np.ndarray, k:
     if nq == 1:
         D = np.empty((1, k), dtype=np.float64 if float64 else np.float32)
         I = np.empty((1, k), dtype=np.int64)
-        rescanned = exact_search_query(queries[0], base, base_norms, n_cand, use_l2,
-                                       max_sq_norm, D[0], I[0])
-        return D, I, int(rescanned)
+        rescanned = exact_search_serial(queries, base, base_norms, n_cand, use_l2,
+                                        max_sq_norm, D, I)
+        return D, I, rescanned
     alpha, beta, _ = METRIC_FORM[metric]
     alpha, beta = np.float32(alpha), np.float32(beta)
     query_sq_norms = np.einsum("ij,ij->i", queries, queries, dtype=np.float64)

@@ -28,7 +28,7 @@ from ..kmeans import KMeans
 from ..pq import ProductQuantizer
 from .base import NO_FILTER, Index, register_index
 from .invlists import InvertedLists
-from .ivf_kernels import flat_search_one, pq_search_one, scan_flat_lists, scan_pq_lists
+from .ivf_kernels import flat_search_serial, pq_search_serial, scan_flat_lists, scan_pq_lists
 
 #: Lloyd iterations of the coarse quantizer (FAISS's IVF default; k-means is run on up to
 #: 256 points per list).
@@ -149,13 +149,14 @@ class _IVFIndex(Index):
     # -- searching ----------------------------------------------------------------------
     def _search(self, xq: np.ndarray, k: int, id_filter=None, **knobs):
         # More candidates than stored vectors would only be padding.
-        n_candidates = max(k, min(self._n_candidates(k, knobs), self.ntotal))
         allowed = self._allowed(id_filter)
         if len(xq) == 1 and not self._refines(knobs):  # one kernel call, results included
             D = np.empty((1, k), dtype=np.float32)
             I = np.empty((1, k), dtype=np.int64)
-            scanned = np.array([self._search_one(xq[0], knobs["nprobe"], allowed, D[0], I[0])])
+            scanned = np.empty(1, dtype=np.int64)
+            self._search_serial(xq, knobs["nprobe"], allowed, D, I, scanned)
         else:
+            n_candidates = max(k, min(self._n_candidates(k, knobs), self.ntotal))
             # Queries in blocks, so the candidates (and the vectors gathered to re-rank
             # them) take at most about SEARCH_BLOCK_BYTES at a time.
             block = max(1, SEARCH_BLOCK_BYTES // (n_candidates * (self.d + 4) * 4))
@@ -302,11 +303,11 @@ class IVFFlatIndex(_IVFIndex):
         scan_flat_lists(xq, probes, lists.columns["vectors"], lists.offsets, lists.sizes,
                         self.metric == "l2", allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, nprobe, allowed, out_d, out_i):
+    def _search_serial(self, xq, nprobe, allowed, out_d, out_i, scanned):
         lists = self.lists
-        return flat_search_one(q, *self._coarse_form(nprobe), lists.columns["vectors"],
-                               lists.offsets, lists.sizes, self.metric == "l2", allowed,
-                               lists.ids, out_d, out_i)
+        flat_search_serial(xq, *self._coarse_form(nprobe), lists.columns["vectors"],
+                           lists.offsets, lists.sizes, self.metric == "l2", allowed,
+                           lists.ids, out_d, out_i, scanned)
 
 
 @register_index
@@ -459,12 +460,11 @@ class IVFPQIndex(_IVFIndex):
                       np.ascontiguousarray(coarse_terms), probes, lists.columns["codes"],
                       lists.offsets, lists.sizes, allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, nprobe, allowed, out_d, out_i):
+    def _search_serial(self, xq, nprobe, allowed, out_d, out_i, scanned):
         lists = self.lists
-        return pq_search_one(q, self._codebooks_t, self._list_terms, *self._coarse_form(nprobe),
-                             self.by_residual, lists.columns["codes"], lists.offsets,
-                             lists.sizes, allowed, lists.ids, self.metric == "l2", out_d,
-                             out_i)
+        pq_search_serial(xq, self._codebooks_t, self._list_terms, *self._coarse_form(nprobe),
+                         self.by_residual, lists.columns["codes"], lists.offsets, lists.sizes,
+                         allowed, lists.ids, self.metric == "l2", out_d, out_i, scanned)
 
     def _n_candidates(self, k: int, knobs: dict) -> int:
         return max(k, knobs["refine_k"])

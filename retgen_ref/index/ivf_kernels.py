@@ -136,50 +136,54 @@ def coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe):
 
 
 @njit(cache=True)
-def flat_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, pool, offsets, sizes,
-                    use_l2, allowed, ids, out_d, out_i):
-    """IVF-Flat search of one query in one call: the coarse search, the list scan and the
-    result row (:func:`~retgen_ref.distances.write_result_row`, ``len(out_d)`` results)
-    written into ``out_d``, ``out_i``. Returns the number of vectors scanned."""
-    _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
-    hv, hi = new_heap(out_d.shape[0])
-    scanned = flat_scan_one(q, lists, pool, offsets, sizes, use_l2, allowed, hv, hi)
-    heap_sort(hv, hi)
-    write_result_row(hv, hi, ids, use_l2, out_d, out_i)
-    return scanned
+def flat_search_serial(queries, centroids, centroid_norms, alpha, beta, nprobe, pool, offsets,
+                       sizes, use_l2, allowed, ids, out_d, out_i, scanned):
+    """IVF-Flat search of each query in turn, on the calling thread, in one call from
+    Python: the coarse search, the list scan and the result row
+    (:func:`~retgen_ref.distances.write_result_row`) written into the query's row of
+    ``out_d``, ``out_i``; the vectors it scanned into ``scanned``."""
+    for i in range(queries.shape[0]):
+        q = queries[i]
+        _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
+        hv, hi = new_heap(out_d.shape[1])
+        scanned[i] = flat_scan_one(q, lists, pool, offsets, sizes, use_l2, allowed, hv, hi)
+        heap_sort(hv, hi)
+        write_result_row(hv, hi, ids, use_l2, out_d[i], out_i[i])
 
 
 @njit(cache=True)
-def pq_search_one(q, codebooks_t, list_terms, centroids, centroid_norms, alpha, beta, nprobe,
-                  by_residual, codes, offsets, sizes, allowed, ids, use_l2, out_d, out_i):
-    """IVF-PQ search of one query in one call, as :func:`flat_search_one` (result row in
-    ``out_d``, ``out_i``; returns the number of codes scanned).
+def pq_search_serial(queries, codebooks_t, list_terms, centroids, centroid_norms, alpha, beta,
+                     nprobe, by_residual, codes, offsets, sizes, allowed, ids, use_l2, out_d,
+                     out_i, scanned):
+    """IVF-PQ search of each query in turn, as :func:`flat_search_serial`.
 
-    The query's table is ``−2 q_j·C_jc`` (l2) or ``−q_j·C_jc`` (ip) from the transposed
+    A query's table is ``−2 q_j·C_jc`` (l2) or ``−q_j·C_jc`` (ip) from the transposed
     codebooks ``(m, dsub, ksub)``. The coarse term of probed list ``p`` (see
     ``IVFPQIndex``) is ``‖q − y_l‖² = value_p + ‖q‖²`` for l2 with residuals, ``‖q‖²``
     without; ``−q·y_l = value_p`` for ip with residuals, 0 without.
     """
     m, dsub, ksub = codebooks_t.shape
     table_scale = np.float32(-2.0) if use_l2 else np.float32(-1.0)
-    query_table = np.zeros((m, ksub), dtype=np.float32)
-    for j in range(m):
-        for t in range(dsub):
-            qt = table_scale * q[j * dsub + t]
-            row = codebooks_t[j, t]
-            for c in range(ksub):
-                query_table[j, c] += qt * row[c]
-    coarse_offset = np.float32(0.0)
-    if use_l2:
-        for t in range(q.shape[0]):
-            coarse_offset += q[t] * q[t]
     coarse_weight = np.float32(1.0) if by_residual else np.float32(0.0)
-    values, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
-    coarse_terms = coarse_weight * values + coarse_offset
-    hv, hi = new_heap(out_d.shape[0])
+    query_table = np.empty((m, ksub), dtype=np.float32)
     table = np.empty((m, ksub), dtype=np.float32)
-    scanned = pq_scan_one(query_table, list_terms, coarse_terms, lists, codes, offsets, sizes,
-                          table, allowed, hv, hi)
-    heap_sort(hv, hi)
-    write_result_row(hv, hi, ids, use_l2, out_d, out_i)
-    return scanned
+    for i in range(queries.shape[0]):
+        q = queries[i]
+        query_table[:] = 0.0
+        for j in range(m):
+            for t in range(dsub):
+                qt = table_scale * q[j * dsub + t]
+                row = codebooks_t[j, t]
+                for c in range(ksub):
+                    query_table[j, c] += qt * row[c]
+        coarse_offset = np.float32(0.0)
+        if use_l2:
+            for t in range(q.shape[0]):
+                coarse_offset += q[t] * q[t]
+        values, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
+        coarse_terms = coarse_weight * values + coarse_offset
+        hv, hi = new_heap(out_d.shape[1])
+        scanned[i] = pq_scan_one(query_table, list_terms, coarse_terms, lists, codes, offsets,
+                                 sizes, table, allowed, hv, hi)
+        heap_sort(hv, hi)
+        write_result_row(hv, hi, ids, use_l2, out_d[i], out_i[i])

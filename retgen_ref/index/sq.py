@@ -132,18 +132,18 @@ def scan_sq_lists(queries, probes, centroids, by_residual, codes, lut, offsets, 
 
 
 @njit(cache=True)
-def ivf_search_one(q, centroids, centroid_norms, alpha, beta, nprobe, by_residual, codes,
-                   lut, offsets, sizes, use_l2, allowed, ids, out_d, out_i):
-    """IVF-SQ search of one query in one serial call, as
-    :func:`~.ivf_kernels.flat_search_one` (result row in ``out_d``, ``out_i``; returns
-    the number of codes scanned)."""
-    _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
-    hv, hi = new_heap(out_d.shape[0])
-    scanned = ivf_scan_one(q, lists, centroids, by_residual, codes, lut, offsets, sizes,
-                           use_l2, allowed, hv, hi)
-    heap_sort(hv, hi)
-    write_result_row(hv, hi, ids, use_l2, out_d, out_i)
-    return scanned
+def ivf_search_serial(queries, centroids, centroid_norms, alpha, beta, nprobe, by_residual,
+                      codes, lut, offsets, sizes, use_l2, allowed, ids, out_d, out_i, scanned):
+    """IVF-SQ search of each query in turn, on the calling thread, as
+    :func:`~.ivf_kernels.flat_search_serial`."""
+    for i in range(queries.shape[0]):
+        q = queries[i]
+        _, lists = coarse_one(q, centroids, centroid_norms, alpha, beta, nprobe)
+        hv, hi = new_heap(out_d.shape[1])
+        scanned[i] = ivf_scan_one(q, lists, centroids, by_residual, codes, lut, offsets,
+                                  sizes, use_l2, allowed, hv, hi)
+        heap_sort(hv, hi)
+        write_result_row(hv, hi, ids, use_l2, out_d[i], out_i[i])
 
 
 # -- indexes ------------------------------------------------------------------------------
@@ -340,9 +340,8 @@ class IVFSQIndex(_IVFIndex):
                       self.sq.lut_, lists.offsets, lists.sizes, self.metric == "l2",
                       allowed, heap_vals, heap_pos, scanned)
 
-    def _search_one(self, q, nprobe, allowed, out_d, out_i):
+    def _search_serial(self, xq, nprobe, allowed, out_d, out_i, scanned):
         lists = self.lists
-        return ivf_search_one(q, *self._coarse_form(nprobe), self.by_residual,
-                              lists.columns["codes"], self.sq.lut_, lists.offsets,
-                              lists.sizes, self.metric == "l2", allowed, lists.ids, out_d,
-                              out_i)
+        ivf_search_serial(xq, *self._coarse_form(nprobe), self.by_residual,
+                          lists.columns["codes"], self.sq.lut_, lists.offsets, lists.sizes,
+                          self.metric == "l2", allowed, lists.ids, out_d, out_i, scanned)
