@@ -30,6 +30,8 @@ bench: $(VENV)/.full
 	$(BIN)/python benchmarks/bench_quantizers.py
 	$(BIN)/python benchmarks/bench_ann.py
 	$(BIN)/python benchmarks/bench_overhead.py
+	$(BIN)/python benchmarks/bench_roofline.py
+	$(BIN)/python benchmarks/bench_filter.py
 	$(BIN)/python benchmarks/bench_lm.py
 	$(BIN)/python benchmarks/bench_generation.py
 	$(BIN)/python benchmarks/bench_online.py
