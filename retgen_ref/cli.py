@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
 import os
+import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from . import __version__
 
 DEMO_TRAIN_TOKENS = 300_000
-#: The smallest value of each integer option, checked by :func:`main` before any work.
+#: The smallest value of each integer option, checked by :func:`main` before any work
+#: (the decoding options are checked by :func:`_decoding`, only where they apply).
 MINIMUMS = {"keys": 1, "queries": 1, "train_tokens": 0, "k": 1, "max_tokens": 1,
-            "width": 10, "beam_width": 1, "top_k": 0}
+            "width": 10}
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -84,12 +89,13 @@ def train(args: argparse.Namespace) -> int:
     from .lm import RetgenLM, load_corpus
 
     _check_out(Path(args.out), args.overwrite)
+    _check_index_params(args.index, args.index_param)
     model = RetgenLM(index=args.index, index_params=dict(args.index_param),
                      resolutions=args.resolutions, seed=args.seed, decay_rate=args.decay_rate,
                      rerank=args.rerank, policy=args.policy)
     corpus = load_corpus(args.corpus)
     model.fit(corpus, progress=_progress())
-    model.save(args.out)
+    model.save(args.out, make_parents=True)  # --out was checked to be creatable
     report = model.fit_report_
     print(f"corpus {corpus.name}: {len(corpus.train):,} training tokens, vocabulary "
           f"{len(corpus.vocab):,}")
@@ -100,6 +106,22 @@ def train(args: argparse.Namespace) -> int:
           f"{report['alpha']:.3f}")
     print(f"trained in {model.train_seconds_:.1f} s; saved to {args.out}")
     return 0
+
+
+def _check_index_params(kind: str, settings: list[tuple[str, int]]) -> None:
+    """Refuse, in terms of ``--index-param``, a setting ``--index kind`` does not take or a
+    value out of its range, before the corpus is read."""
+    from .lm.pattern_index import INDEX_PARAMS, check_index_params
+
+    for key, value in settings:
+        if key not in INDEX_PARAMS[kind]:
+            takes = ", ".join(INDEX_PARAMS[kind]) or "no settings"
+            raise ValueError(f"--index-param {key}={value} does not apply to --index {kind}, "
+                             f"which takes {takes}")
+        try:
+            check_index_params(kind, {key: value})
+        except ValueError as exc:
+            raise ValueError(f"--index-param {key}={value}: {exc}") from None
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -149,16 +171,56 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The decoding options each strategy uses (:mod:`retgen_ref.lm.generate`); the others
+#: are ignored, with a note when given.
+DECODING_USES = {
+    "greedy": ("repetition_penalty",),
+    "sample": ("temperature", "top_k", "top_p", "repetition_penalty", "seed"),
+    "adaptive": ("temperature", "low_temperature", "top_k", "top_p", "repetition_penalty",
+                 "seed"),
+    "beam": ("beam_width", "repetition_penalty"),
+}
+DECODING_OPTIONS = ("temperature", "low_temperature", "top_k", "top_p", "repetition_penalty",
+                    "beam_width", "seed")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _decoding(args: argparse.Namespace) -> dict:
     """The Decoder settings of the decoding options (:func:`_add_decoding_options`),
-    checked before any work."""
+    checked before any work and in terms of the flags. An option the strategy does not use
+    is ignored (a note names it), whatever its value."""
+    from dataclasses import fields
+
     from .lm.generate import Decoder
 
-    settings = {"strategy": args.strategy, "temperature": args.temperature,
-                "top_k": args.top_k, "top_p": args.top_p,
-                "repetition_penalty": args.repetition_penalty, "beam_width": args.beam_width,
-                "seed": args.seed}
-    Decoder(**settings)  # raises ValueError for a bad setting
+    defaults = {f.name: f.default for f in fields(Decoder)}
+    uses = DECODING_USES[args.strategy]
+    ignored = [_flag(name) for name in DECODING_OPTIONS
+               if getattr(args, name) is not None and name not in uses]
+    if ignored:
+        _note(args, f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply "
+                    f"to --strategy {args.strategy}; ignored")
+    value = {name: defaults[name] if getattr(args, name) is None or name not in uses
+             else getattr(args, name) for name in DECODING_OPTIONS}
+    if not (math.isfinite(value["temperature"]) and value["temperature"] > 0):
+        raise ValueError(f"--temperature must be a finite number > 0, got {value['temperature']:g}")
+    if not 0 < value["low_temperature"] <= value["temperature"]:
+        given = "" if args.low_temperature is not None else " (its default)"
+        raise ValueError(f"--low-temperature must be in (0, --temperature] = "
+                         f"(0, {value['temperature']:g}], got {value['low_temperature']:g}"
+                         f"{given}")
+    if not 0 < value["top_p"] <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {value['top_p']:g}")
+    if not value["repetition_penalty"] >= 1:
+        raise ValueError(f"--repetition-penalty must be >= 1, got {value['repetition_penalty']:g}")
+    for name, minimum in (("top_k", 0), ("beam_width", 1)):
+        if value[name] < minimum:
+            raise ValueError(f"{_flag(name)} must be >= {minimum}, got {value[name]}")
+    settings = {"strategy": args.strategy, **value}
+    Decoder(**settings)  # the library's own checks, should they ever be stricter
     return settings
 
 
@@ -201,7 +263,8 @@ def rag(args: argparse.Namespace) -> int:
                           "passages": shown, "continuation": generation.text}, indent=2))
         return 0
     tau = rag_model.tau_eta_
-    print(f"{args.retriever}: {len(shown)} of {len(passages):,} training paragraphs; p_η = "
+    print(f"{args.retriever}: {_plural(len(shown), 'passage')} of "
+          f"{_plural(len(passages), 'training paragraph')}; p_η = "
           f"softmax(score / τ_η) over them, τ_η = {tau:.3g} and the generator's mixture "
           f"fitted on {rag_model.fit_report_['tokens']:,} valid tokens\n")
     for rank, row in enumerate(shown, 1):
@@ -241,10 +304,14 @@ def _index_param(text: str) -> tuple[str, int]:
 
 def _resolutions(text: str) -> tuple:
     try:
-        return tuple(int(part) for part in text.split(","))
+        found = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
                                          "integers such as 1,2,3,4") from None
+    if min(found) < 1 or len(set(found)) != len(found):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct context lengths >= 1, "
+                                         "such as 1,2,3,4")
+    return found
 
 
 def _claimed_value(text: str) -> tuple:
@@ -296,24 +363,121 @@ def verify(args: argparse.Namespace) -> int:
                   flush=True)
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif args.id:  # the claims asked for by name: what was found, not only the verdict
+        for row in rows:
+            print()
+            print(_claim_details(row))
     if args.markdown:
         print(f"writing {args.markdown}: fast runs over every seed for the stability "
               "column, and the plots", file=sys.stderr)
         write_page(args.markdown, rows)
-        print(f"wrote {args.markdown}: {len(rows)} claims", file=sys.stderr)
+        print(f"wrote {args.markdown}: {_plural(len(rows), 'claim')}", file=sys.stderr)
     return 0
 
 
+def _claim_details(row: dict, width: int = 92) -> str:
+    """A checked claim as plain text: statement, reading, claimed quantities, conditions,
+    counterexample and correction, then the evidence (scalars, then each sweep as a small
+    table, numbers rounded; ``--json`` has them all)."""
+    from .theory.report import MAX_TABLE_ROWS, _short
+
+    def para(label: str, text: str) -> list[str]:
+        return textwrap.wrap(f"{label}: {text}", width, initial_indent="  ",
+                             subsequent_indent="    ")
+
+    out = [f"{row['id']}: {row['verdict']}"]
+    out += para("statement", row["statement"]) + para("reading tested", row["reading"])
+    if row.get("claimed"):
+        out += para("claimed quantities", ", ".join(f"{k} = {_short(v)}"
+                                                    for k, v in row["claimed"].items()))
+    if row.get("conditions"):
+        out += para("conditions", row["conditions"])
+    if row.get("counterexample"):
+        out += para("counterexample", ", ".join(f"{k} = {_short(v)}" for k, v in
+                                                row["counterexample"].items())
+                    if isinstance(row["counterexample"], dict) else _short(row["counterexample"]))
+    if row["verdict"] == "false":
+        verified = "verified" if row["corrected_verified"] else "NOT verified"
+        out += para(f"corrected ({verified})", row["corrected"] or "none offered")
+    out.append("  evidence:")
+    sweeps = []
+    for key, value in row["evidence"].items():
+        if key == "loglog":
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            sweeps.append((key, value))
+        else:
+            out += textwrap.wrap(f"{key} = {_short(value)}", width, initial_indent="    ",
+                                 subsequent_indent="      ")
+    for key, value in sweeps:
+        columns = list(dict.fromkeys(c for v in value for c in v))
+        cells = [columns] + [[_short(v.get(c, "")) for c in columns]
+                             for v in value[:MAX_TABLE_ROWS]]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+        more = f" (first {MAX_TABLE_ROWS} of {len(value)})" if len(value) > MAX_TABLE_ROWS else ""
+        out.append(f"    {key}{more}:")
+        out += ["      " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(out)
+
+
 def _add_decoding_options(p: argparse.ArgumentParser) -> None:
+    """The decoding options; each defaults to None (not given), so that :func:`_decoding`
+    can note those the strategy ignores. Their defaults are the Decoder's."""
     p.add_argument("--strategy", default="greedy",
-                   choices=("greedy", "sample", "adaptive", "beam"), help="default greedy")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    p.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0: all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default 1: off)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="divide a recent token's probability by this per repeat (default 1)")
-    p.add_argument("--beam-width", type=int, default=4, help="hypotheses kept by beam search")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+                   choices=("greedy", "sample", "adaptive", "beam"),
+                   help="greedy (argmax), sample, adaptive (temperature follows the "
+                        "retrieval confidence) or beam (default greedy); options a strategy "
+                        "does not use are ignored")
+    p.add_argument("--temperature", type=float,
+                   help="sampling temperature, > 0 (sample, adaptive; default 1)")
+    p.add_argument("--low-temperature", type=float,
+                   help="temperature where the context is found in the store, in (0, "
+                        "--temperature] (adaptive; default 0.3)")
+    p.add_argument("--top-k", type=int,
+                   help="sample from the k likeliest, 0: all (sample, adaptive; default 0)")
+    p.add_argument("--top-p", type=float,
+                   help="nucleus mass in (0, 1] (sample, adaptive; default 1: off)")
+    p.add_argument("--repetition-penalty", type=float,
+                   help="divide a recent token's probability by this per repeat, >= 1 "
+                        "(every strategy; default 1)")
+    p.add_argument("--beam-width", type=int,
+                   help="hypotheses kept by beam search (beam; default 4)")
+    p.add_argument("--seed", type=int, help="random seed (sample, adaptive; default 0)")
+
+
+#: One line for each command in ``retgen-ref --help``; ``retgen-ref COMMAND --help`` shows
+#: the command's docstring in full and the examples below.
+SUMMARIES = {
+    "demo": "a small RETGEN model vs KN-5 and unigram, then attention as retrieval",
+    "train": "train a RETGEN model on a corpus and save it",
+    "eval": "held-out perplexity of a saved model next to KN-5 and unigram",
+    "generate": "continue a prompt with a saved model",
+    "rag": "retrieve passages for a query and continue it (RAG-Token)",
+    "update": "add documents to a saved model in place (online learning)",
+    "verify": "check the papers' claims by computation and show the evidence",
+}
+EXAMPLES = {
+    "demo": ["retgen-ref demo", "retgen-ref demo --part attention --keys 1024"],
+    "train": ["retgen-ref train --corpus austen --out model",
+              "retgen-ref train --out m3 --index ivfpq --index-param nprobe=32"],
+    "eval": ["retgen-ref eval --model model", "retgen-ref eval --model model --json"],
+    "generate": ['retgen-ref generate --model model --prompt "she could not"',
+                 'retgen-ref generate --model model --prompt "she could not" '
+                 "--strategy sample --top-p 0.9 --trace"],
+    "rag": ['retgen-ref rag --model model --query "a letter from her sister"',
+            'retgen-ref rag --model model --query "the ball" --retriever dense --k 3'],
+    "update": ["retgen-ref update --model model --corpus new_texts/"],
+    "verify": ["retgen-ref verify --fast", "retgen-ref verify --id retgen/thm4.3",
+               "retgen-ref verify --list | head"],
+}
+
+
+def _add_command(sub, name: str, func) -> argparse.ArgumentParser:
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+    p = sub.add_parser(name, help=SUMMARIES[name], description=inspect.cleandoc(func.__doc__),
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,8 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "kernels, the papers' claims checked by computation.")
     parser.add_argument("--version", action="version", version=f"retgen_ref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("demo", help=demo.__doc__.splitlines()[0],
-                       description=demo.__doc__)
+    p = _add_command(sub, "demo", demo)
     p.add_argument("--keys", type=int, default=4096, help="number of stored keys (default 4096)")
     p.add_argument("--queries", type=int, default=16, help="number of queries (default 16)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -333,9 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-tokens", type=int, default=DEMO_TRAIN_TOKENS,
                    help="train the demo model on this many training tokens, 0 for all "
                         f"(default {DEMO_TRAIN_TOKENS:,})")
-    p.set_defaults(func=demo)
 
-    p = sub.add_parser("train", help=train.__doc__, description=train.__doc__)
+    p = _add_command(sub, "train", train)
     p.add_argument("--corpus", default="austen",
                    help="'austen' (bundled) or a folder of UTF-8 .txt files (default austen)")
     p.add_argument("--out", required=True,
@@ -357,14 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learn the retrieval policy of RETGEN v2 (§3) on valid, by direct "
                    "gradient or REINFORCE (default none)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.set_defaults(func=train)
 
-    p = sub.add_parser("eval", help=evaluate.__doc__, description=evaluate.__doc__)
+    p = _add_command(sub, "eval", evaluate)
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(func=evaluate)
 
-    p = sub.add_parser("generate", help=generate.__doc__, description=generate.__doc__)
+    p = _add_command(sub, "generate", generate)
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
     p.add_argument("--prompt", required=True,
                    help="text to continue; words outside the vocabulary read as <unk> (a note "
@@ -373,9 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_options(p)
     p.add_argument("--trace", action="store_true", help="show the patterns behind each token")
     p.add_argument("--json", action="store_true", help="print text, tokens and trace as JSON")
-    p.set_defaults(func=generate)
 
-    p = sub.add_parser("rag", help=rag.__doc__.splitlines()[0], description=rag.__doc__)
+    p = _add_command(sub, "rag", rag)
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
     p.add_argument("--query", required=True, help="text to retrieve passages for and continue")
     p.add_argument("--retriever", default="bm25", choices=RETRIEVERS, help="default bm25")
@@ -389,16 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=40, help="tokens to generate (default 40)")
     _add_decoding_options(p)
     p.add_argument("--json", action="store_true", help="print passages and text as JSON")
-    p.set_defaults(func=rag)
 
-    p = sub.add_parser("update", help=update.__doc__, description=update.__doc__)
+    p = _add_command(sub, "update", update)
     p.add_argument("--model", required=True, help="directory written by `retgen-ref train`")
     p.add_argument("--corpus", required=True, help="a .txt file or a folder of them")
     p.add_argument("--timestamp", type=float, default=None,
                    help="time of the new text, for models with a decay rate (§9.2)")
-    p.set_defaults(func=update)
 
-    p = sub.add_parser("verify", help=verify.__doc__.splitlines()[0], description=verify.__doc__)
+    p = _add_command(sub, "verify", verify)
     p.add_argument("--id", action="append", metavar="ID",
                    help="check only this claim (repeatable), e.g. retgen/thm4.3")
     p.add_argument("--fast", action="store_true",
@@ -411,8 +568,37 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NAME=VALUE", help="check another claim than the paper's: a "
                    "claimed quantity of the --id claim, repeatable (e.g. kl_factor=60)")
     p.add_argument("--list", action="store_true", help="list the claims and stop")
-    p.set_defaults(func=verify)
+    for name, command in sub.choices.items():
+        command.set_defaults(flags={action.dest: action.option_strings[-1]
+                                    for action in command._actions if action.option_strings})
     return parser
+
+
+def _in_flags(message: str, flags: dict[str, str]) -> str:
+    """``message`` of a library error with the Python parameter names that are options of
+    the command (``max_tokens``, ``decay_rate=…``) written as the flags (``--max-tokens``,
+    ``--decay-rate …``). Only names with an underscore are replaced: a plain word such as
+    ``k`` or ``temperature`` may be prose."""
+    names = {**{dest: flag for dest, flag in flags.items() if "_" in dest},
+             "index_params": "--index-param"}
+    for name, flag in sorted(names.items(), key=lambda item: -len(item[0])):
+        message = re.sub(rf"(?<![\w./-]){re.escape(name)}\b(=)?",
+                         lambda m, flag=flag: flag + (" " if m[1] else ""), message)
+    return message
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``retgen-ref verify --list | head``): end quietly, as
+    a Unix tool killed by SIGPIPE would (exit status 128 + 13), without a traceback and
+    without Python's complaint when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured in tests)
+        pass
+    finally:
+        os.close(devnull)
+    return 141
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -423,9 +609,14 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, name, minimum) < minimum:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= {minimum}, got "
                                  f"{getattr(args, name)}")
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:
+        return _stdout_closed()
     except (ValueError, OSError) as exc:
-        print(f"retgen-ref {args.command}: error: {exc}", file=sys.stderr)
+        print(f"retgen-ref {args.command}: error: {_in_flags(str(exc), args.flags)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: saved files are written atomically, so intact
         print(f"retgen-ref {args.command}: interrupted", file=sys.stderr)

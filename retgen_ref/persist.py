@@ -22,11 +22,13 @@ then delete what the manifest no longer names (:func:`remove_unreferenced`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import secrets
+import stat
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,14 +51,16 @@ def _digest(header: str, arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def save_state(path, kind: str, params: dict, arrays: dict[str, np.ndarray]) -> Path:
+def save_state(path, kind: str, params: dict, arrays: dict[str, np.ndarray], *,
+               make_parents: bool = False) -> Path:
     """Write ``arrays`` and ``params`` of an object of ``kind`` to ``path`` atomically.
 
     A save killed at any moment leaves the previous file (or none) or the new one under
     ``path``; the temporary files of earlier killed saves to ``path`` are removed. ``path``
-    is used as given (no ``.npz`` suffix is appended).
+    is used as given (no ``.npz`` suffix is appended). Its folder must exist
+    (:func:`check_destination`) unless ``make_parents`` asks for it to be created.
     """
-    path = Path(path)
+    path = check_destination(path, make_parents=make_parents)
     if any(name in _RESERVED for name in arrays):
         raise ValueError(f"array names {_RESERVED} are reserved")
     header = json.dumps({"version": FORMAT_VERSION, "kind": kind, "params": params},
@@ -65,7 +69,6 @@ def save_state(path, kind: str, params: dict, arrays: dict[str, np.ndarray]) -> 
     payload["__format__"] = np.array(FORMAT_NAME)
     payload["__header__"] = np.array(header)
     payload["__checksum__"] = np.array(_digest(header, arrays))
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
         np.savez(f, **payload)
     remove_unreferenced(path.parent, re.compile(re.escape(path.name)), keep={path.name})
@@ -114,6 +117,48 @@ def load_state(path) -> tuple[str, dict, dict[str, np.ndarray]]:
     return kind, params, arrays
 
 
+def check_destination(path, *, make_parents: bool = False, directory: bool = False) -> Path:
+    """``path`` as a :class:`~pathlib.Path` once it is known that a file (or, with
+    ``directory``, a folder) can be written there; else an ``OSError`` naming ``path`` and
+    what to do, before anything is written.
+
+    The folder holding ``path`` must exist: a missing one is a ``FileNotFoundError``
+    (a typo in a folder name should not silently create a tree of folders), unless
+    ``make_parents`` creates it (and its own missing parents). ``path`` itself must not be
+    a folder (a file when ``directory``).
+    """
+    path = Path(path)
+    parent = path.parent
+    if directory and path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot save to {path}: it is a file; give "
+                                 "the name of a new or empty folder")
+    if not directory and path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path}: it is a folder; give "
+                                "a file name")
+    if not parent.is_dir():
+        existing = next((p for p in parent.parents if p.exists()), None)
+        if parent.exists() or (existing is not None and not existing.is_dir()):
+            blocker = parent if parent.exists() else existing
+            raise NotADirectoryError(errno.ENOTDIR, f"cannot save to {path}: {blocker} is a "
+                                     "file, not a folder; choose another path")
+        if not make_parents:
+            raise FileNotFoundError(errno.ENOENT, f"cannot save to {path}: folder {parent} "
+                                    "does not exist; create it first (or pass "
+                                    "make_parents=True)")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _naming(exc, f"cannot create folder {parent} for {path}") from None
+    return path
+
+
+def _naming(exc: OSError, what: str) -> OSError:
+    """An ``OSError`` of the same kind as ``exc`` whose message is ``what`` and the cause,
+    naming no temporary file."""
+    message = f"{what}: {exc.strerror or exc}"
+    return OSError(exc.errno, message) if exc.errno else OSError(message)
+
+
 @contextmanager
 def atomic_write(path):
     """Open a new file for writing in binary that replaces ``path`` only once complete.
@@ -128,18 +173,33 @@ def atomic_write(path):
     path = Path(path)
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
     try:
-        with open(tmp, "xb") as f:
+        # 0o666 here is what open(path, "wb") asks for; the kernel takes the umask off it.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                               | getattr(os, "O_BINARY", 0), 0o666), "wb") as f:
             yield f
             f.flush()
+            _keep_mode(path, f.fileno())
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_directory(path.parent)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            message = f"cannot write {path}: {exc.strerror or exc}"
-            raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from exc
+            # from None: the chained original would name the temporary file
+            raise _naming(exc, f"cannot write {path}") from None
         raise
+
+
+def _keep_mode(path: Path, fd: int) -> None:
+    """Give the new file the permissions of the file it replaces, as rewriting that file
+    in place would (a new file keeps the mode it was created with, ``0o666`` less the
+    umask)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
 
 
 def _fsync_directory(path: Path) -> None:

@@ -159,6 +159,7 @@ def _listing(folder) -> set[str]:
 @pytest.mark.slow
 def test_killed_index_save_leaves_the_old_or_the_new_file(tmp_path):
     data, path = _data(), tmp_path / "data" / "ivf.npz"
+    path.parent.mkdir()  # saving creates no folder
     index = IVFFlatIndex(D, nlist=8)
     index.train(data[:1000])
     index.add(data[:1000])

@@ -1,16 +1,21 @@
-"""Saved indexes round-trip exactly; damaged, foreign and future files are refused clearly."""
+"""Saved indexes round-trip exactly; damaged, foreign and future files are refused clearly;
+a failed save names the user's path, a missing folder is an error, files get the umask's mode,
+and every class that saves has a ``load`` that refuses other kinds."""
 
 from __future__ import annotations
 
 import errno
 import os
 import stat
+import traceback
 
 import numpy as np
 import pytest
 
-from retgen_ref import FlatIndex, load_index
-from retgen_ref import persist
+from index_kinds import KINDS, build, data
+from retgen_ref import (OPQ, FlatIndex, HNSWIndex, Index, ProductQuantizer, ScalarQuantizer,
+                        load_index, persist)
+from retgen_ref.lm import RetgenLM, load_corpus
 
 
 @pytest.fixture(params=["l2", "ip", "cosine"])
@@ -155,3 +160,166 @@ def test_temp_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
     FlatIndex(2).save(tmp_path / "idx")
     assert sorted(p.name for p in tmp_path.iterdir()) == \
         ["idx", "idx.notes", "other.0123456789abcdef.tmp"]
+
+
+# -- saving from Python: the user's path in errors, no silent folders, the umask's mode,
+# -- and a load classmethod on every class that saves --------------------------------------
+
+
+
+def _fitted(name: str):
+    """A small fitted object of each class with ``save`` other than the indexes."""
+    x = data(300)
+    return {"pq": lambda: ProductQuantizer(8, 2, nbits=4).fit(x),
+            "sq": lambda: ScalarQuantizer(8).fit(x),
+            "opq": lambda: OPQ(8, 2, nbits=4, n_iter=2).fit(x),
+            "flat": lambda: FlatIndex(8),
+            "hnsw": lambda: HNSWIndex(8, M=4)}[name]()
+
+
+SAVERS = ["flat", "hnsw", "pq", "sq", "opq"]
+
+
+def _failing(what: str, monkeypatch):
+    """Make one step of a save fail the way a full disk or a permission problem does."""
+    def fail(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[0]))
+
+    target = {"write": (np, "savez"), "fsync": (os, "fsync"), "rename": (os, "replace")}[what]
+    monkeypatch.setattr(*target, fail)
+
+
+@pytest.mark.parametrize("saver", SAVERS)
+@pytest.mark.parametrize("what", ["write", "fsync", "rename"])
+def test_a_failed_save_names_the_users_path_and_no_temporary_file(saver, what, tmp_path,
+                                                                  monkeypatch):
+    """The message, and the whole traceback a user would see, name ``x.idx``; none of it
+    mentions the ``.tmp`` file the save wrote to (no chained exception carries it)."""
+    obj = _fitted(saver)
+    path = tmp_path / "x.idx"
+    _failing(what, monkeypatch)
+    with pytest.raises(OSError) as caught:
+        obj.save(path)
+    shown = "".join(traceback.format_exception(caught.value))
+    assert f"cannot write {path}: No space left on device" in str(caught.value)
+    assert ".tmp" not in shown and "tempfile" not in shown
+    assert caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("saver", SAVERS)
+def test_a_missing_folder_is_an_error_and_nothing_is_created(saver, tmp_path):
+    path = tmp_path / "no" / "such" / "x.idx"
+    with pytest.raises(FileNotFoundError,
+                       match=f"cannot save to {path}: folder {path.parent} does not exist; "
+                             "create it first"):
+        _fitted(saver).save(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_make_parents_creates_the_missing_folders(tmp_path):
+    path = tmp_path / "a" / "b" / "x.idx"
+    persist.save_state(path, "FlatIndex", {"d": 2, "metric": "l2"},
+                       {"vectors": np.ones((1, 2), np.float32)}, make_parents=True)
+    assert load_index(path).ntotal == 1
+
+
+@pytest.mark.parametrize("layout,error,message", [
+    ("folder", IsADirectoryError, "it is a folder; give a file name"),
+    ("under a file", NotADirectoryError, "is a file, not a folder"),
+    ("two under a file", NotADirectoryError, "is a file, not a folder"),
+])
+def test_a_path_that_cannot_be_a_file_is_refused_before_writing(layout, error, message,
+                                                                tmp_path):
+    (tmp_path / "f").write_text("mine")
+    (tmp_path / "d").mkdir()
+    path = {"folder": tmp_path / "d", "under a file": tmp_path / "f" / "x.idx",
+            "two under a file": tmp_path / "f" / "g" / "x.idx"}[layout]
+    with pytest.raises(error, match=message) as caught:
+        FlatIndex(2).save(path)
+    assert str(path) in str(caught.value)
+    assert (tmp_path / "f").read_text() == "mine" and list((tmp_path / "d").iterdir()) == []
+
+
+@pytest.mark.parametrize("saver", SAVERS)
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_every_saver_gives_the_umasks_mode(saver, umask, mode, tmp_path):
+    obj = _fitted(saver)
+    previous = os.umask(umask)
+    try:
+        obj.save(tmp_path / "x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "x").stat().st_mode) == mode
+
+
+def test_saving_over_a_file_keeps_its_permissions(tmp_path):
+    """As rewriting the file in place would (FAISS's write_index): a user's chmod stays."""
+    path = tmp_path / "idx"
+    FlatIndex(2).save(path)
+    os.chmod(path, 0o640)
+    FlatIndex(2).save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_index_class_loads_its_own_kind(kind, tmp_path):
+    x = data(200)
+    index = build(kind, tmp_path)
+    index.add(x)
+    path = index.path if kind == "sharded" else tmp_path / "x.idx"
+    index.save(path)
+    cls = type(index)
+    for loader in (cls.load, Index.load, load_index):
+        loaded = loader(path)
+        assert type(loaded) is cls and loaded.ntotal == 200
+        for a, b in zip(loaded.search(x[:5], 3), index.search(x[:5], 3)):
+            assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_class_refuses_a_file_of_another_kind_naming_both(kind, tmp_path):
+    index = build(kind, tmp_path)
+    path = index.path if kind == "sharded" else tmp_path / "x.idx"
+    index.save(path)
+    other = HNSWIndex if kind == "flat" else FlatIndex
+    found = type(index).__name__
+    with pytest.raises(ValueError, match=f"holds a {found}, not a {other.__name__}; open it "
+                                         f"with {found}.load"):
+        other.load(path)
+
+
+def test_quantizers_load_and_refuse_each_others_files(tmp_path):
+    x = data(300)
+    for name, cls in [("pq", ProductQuantizer), ("sq", ScalarQuantizer), ("opq", OPQ)]:
+        obj = _fitted(name)
+        obj.save(tmp_path / name)
+        back = cls.load(tmp_path / name)
+        if name == "opq":
+            assert np.array_equal(back.transform(x), obj.transform(x))
+            assert back.reconstruction_error(x) == obj.reconstruction_error(x)
+        else:
+            assert np.array_equal(back.decode(back.encode(x)), obj.decode(obj.encode(x)))
+    FlatIndex(8).save(tmp_path / "flat")
+    for cls in (ProductQuantizer, ScalarQuantizer, OPQ):
+        with pytest.raises(ValueError, match=f"holds a 'FlatIndex', not an? '{cls.kind}'"):
+            cls.load(tmp_path / "flat")
+    with pytest.raises(ValueError, match="holds a 'ProductQuantizer', not an index"):
+        FlatIndex.load(tmp_path / "pq")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(corpus_dir):
+    return RetgenLM(index="flat", resolutions=(1,)).fit(load_corpus(corpus_dir))
+
+
+def test_a_model_folder_needs_its_parent_unless_asked(tiny_model, tmp_path):
+    target = tmp_path / "runs" / "model"
+    with pytest.raises(FileNotFoundError, match=f"folder {target.parent} does not exist"):
+        tiny_model.save(target)
+    assert list(tmp_path.iterdir()) == []
+    tiny_model.save(target, make_parents=True)
+    assert RetgenLM.load(target).n_patterns == tiny_model.n_patterns
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(NotADirectoryError, match="it is a file"):
+        tiny_model.save(tmp_path / "file")

@@ -252,6 +252,21 @@ class Index(ABC):
         persist.save_state(path, self.kind, {"d": self.d, "metric": self.metric, **params},
                            arrays)
 
+    @classmethod
+    def load(cls, path) -> "Index":
+        """Read an index written by ``save`` (or reopen a :class:`ShardedIndex` directory).
+
+        ``Index.load`` returns whatever kind ``path`` holds, as :func:`load_index` does;
+        on a subclass (``FlatIndex.load``, ``HNSWIndex.load``, …) a file holding another
+        kind is a ``ValueError`` naming both. Damaged or foreign files: as ``load_index``.
+        """
+        index = load_index(path)
+        if not isinstance(index, cls):
+            found = type(index).__name__
+            raise ValueError(f"{path} holds a {found}, not a {cls.__name__}; open it with "
+                             f"{found}.load(path), or load_index(path) for any kind")
+        return index
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(d={self.d}, metric={self.metric!r}, ntotal={self.ntotal})"
 

@@ -423,9 +423,11 @@ class RetgenLM:
                 "index": sum(level.index.nbytes for level in self.levels.values())}
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path) -> None:
+    def save(self, path, *, make_parents: bool = False) -> None:
+        """Write the model into the folder ``path`` (created if needed; its parent must
+        exist unless ``make_parents``); reopen it with :meth:`load`."""
         from .storage import save_model
-        save_model(self, path)
+        save_model(self, path, make_parents=make_parents)
 
     @classmethod
     def load(cls, path) -> "RetgenLM":

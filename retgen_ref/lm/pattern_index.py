@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import check_int
 from ..index import FlatIndex, HNSWIndex, Index, IVFFlatIndex, IVFPQIndex
 from .kernels import (full_distribution, pattern_probabilities, target_probabilities,
                       weighted_distribution)
@@ -26,16 +27,24 @@ INDEX_PARAMS = {  # the settings each kind accepts in RetgenConfig.index_params
     "ivf": ("nlist", "nprobe"),
     "ivfpq": ("nlist", "m", "nbits", "nprobe", "refine_k"),
 }
+#: The range of each setting, (minimum, maximum or None), as the index classes check it.
+PARAM_RANGES = {"M": (2, None), "ef_construction": (1, None), "ef_search": (1, None),
+                "nlist": (1, None), "nprobe": (1, None), "m": (1, None), "nbits": (1, 8),
+                "refine_k": (0, None)}
 
 
 def check_index_params(kind: str, params: dict) -> dict:
-    """``params`` if every key is a setting of ``kind``; else a ValueError listing them."""
+    """``params`` if every key is a setting of ``kind`` and every value an integer in its
+    range (:data:`PARAM_RANGES`); else a ValueError, before any index is built."""
     if kind not in INDEX_KINDS:
         raise ValueError(f"index={kind!r}; choose one of {INDEX_KINDS}")
     unknown = sorted(set(params) - set(INDEX_PARAMS[kind]))
     if unknown:
         raise ValueError(f"index_params {unknown} do not apply to a {kind} index; it takes "
                          f"{list(INDEX_PARAMS[kind]) or 'none'}")
+    for key, value in params.items():
+        low, high = PARAM_RANGES[key]
+        check_int(value, key, minimum=low, maximum=high)
     return dict(params)
 
 

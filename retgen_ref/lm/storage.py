@@ -23,7 +23,8 @@ import re
 from pathlib import Path
 
 from ..index import load_index
-from ..persist import load_state, read_manifest, remove_unreferenced, save_state, write_manifest
+from ..persist import (check_destination, load_state, read_manifest, remove_unreferenced,
+                       save_state, write_manifest)
 from .embed import ContextEncoder
 from .mixing import mixture_from_params
 from .ngram import KneserNeyLM, UnigramLM
@@ -43,15 +44,19 @@ REWEIGHTING = "reweighting"  # the v2 reranker or policy, saved under this prefi
 FITTED = ("k_", "tau_", "alpha_", "clock_", "train_seconds_", "fit_report_", "corpus_name")
 
 
-def save_model(model, path) -> None:
-    """Write ``model`` into directory ``path`` (created if needed) as a new generation.
+def save_model(model, path, *, make_parents: bool = False) -> None:
+    """Write ``model`` into directory ``path`` as a new generation. ``path`` is created if
+    needed, but its parent folder must exist unless ``make_parents`` creates it too.
 
     Crash safe (module docstring): killed at any moment, the folder loads as the model it
     held before or as ``model``.
     """
     from dataclasses import asdict
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    path = check_destination(path, make_parents=make_parents, directory=True)
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create folder {path}: {exc.strerror}") from None
     generation = _last_generation(path) + 1
     files = {"model": f"model-{generation:06d}.npz",
              "indexes": {str(r): f"index_r{r}-{generation:06d}.npz" for r in model.levels}}

@@ -1,4 +1,4 @@
-"""The papers' claims, each checked by computation (``retgen-ref verify``, issue 8).
+"""The papers' claims, each checked by computation (``retgen-ref verify``).
 
 One module per paper section (``retgen_s2``, ``retgen_v2_s4``, ``rag_foundations``, ...)
 registers its claims in :data:`~.registry.CLAIMS`; importing this package imports every

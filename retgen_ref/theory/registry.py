@@ -1,4 +1,4 @@
-"""The registry of the papers' claims and the machinery that checks them (issue 8).
+"""The registry of the papers' claims and the machinery that checks them.
 
 Every claim is a function registered with :func:`claim`: it receives a seeded
 ``numpy.random.Generator`` and ``fast`` (a smaller but still meaningful experiment) and
