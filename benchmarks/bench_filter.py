@@ -111,7 +111,7 @@ def markdown(payload: dict) -> str:
                       f"{h['recall']:.3f}", f"{h['qps']:,.0f}",
                       f"{o['qps'] / h['qps']:.2f}×", f"{g['qps'] / h['qps']:.2f}×"])
     return "\n".join([
-        "## Filtered HNSW search vs hnswlib (issue 17)",
+        "## Filtered HNSW search vs hnswlib",
         "",
         f"Gaussian mixture, {payload['n']:,} × {payload['d']}, {payload['nq']:,} queries in "
         f"one call, k = {payload['k']}, M = {payload['M']}, ef_construction = "

@@ -127,8 +127,8 @@ def markdown(payload: dict) -> str:
         f"wall (CPU), median of {p['repeats']} rounds of {p['calls']:,} calls. IVF: nlist = "
         f"{p['nlist']}, nprobe = {p['nprobe']}; IVF-PQ m = {p['pq_m']} × 8 bits; HNSW M = "
         f"{p['M']}, ef = {p['ef']}. At n = {fixed} the distance work is well under a "
-        f"microsecond, so the time is the fixed cost of a call; the target (issue 18, point "
-        f"1) is ours ≤ FAISS there, judged on CPU time (the machine is shared; wall time "
+        f"microsecond, so the time is the fixed cost of a call; the target is ours ≤ "
+        f"FAISS there, judged on CPU time (the machine is shared; wall time "
         f"includes other processes' turns). `python benchmarks/bench_overhead.py`; "
         f"{machine_line(p['machine'])}.",
         "",

@@ -348,7 +348,7 @@ def markdown(payload: dict) -> str:
     return "\n".join([
         "## Distance to the machine's limit (roofline)",
         "",
-        f"`python benchmarks/bench_roofline.py` (issue 18, point 4; JSON in "
+        f"`python benchmarks/bench_roofline.py` (JSON in "
         f"`benchmarks/results/roofline.json`). {cfg['n']:,} × {cfg['d']} `gaussian_mixture` "
         f"vectors, {cfg['nq']:,} queries in one `index.search(xq, {payload['k']})` call, ours "
         f"and FAISS's on the same data with the same threads; wall and CPU (`process_time`, "

@@ -495,7 +495,7 @@ def verdict(payload: dict, exact: dict, exact_cpu: float, best: dict | None) -> 
                 "speedup >= 20x": v["speedup"] >= 20, "recall@10 >= 0.9": True}
     yes = lambda ok: "MET" if ok else "NOT met"  # noqa: E731
     v["text"] = (
-        f"Issue 7 targets, for our fastest setting with recall@10 >= 0.9 ({best['label']}, "
+        f"The scale run's targets, for our fastest setting with recall@10 >= 0.9 ({best['label']}, "
         f"recall@10 {best['recall@10']:.3f}), n = {n:,}: {yes(v['met']['n >= 5M'])} n >= 5M; "
         f"memory ratio {flat_bytes / 2**20:,.0f} MiB flat float32 / {best['nbytes'] / 2**20:,.1f}"
         f" MiB held = {v['memory_ratio']:.1f}x ({yes(v['met']['memory >= 8x'])} >= 8x; held = "
@@ -550,7 +550,7 @@ def render(payload: dict) -> str:
                            body)
     cfg = payload["config"]
     return (
-        "## Scale run: IVF-PQ over ~6 million pattern vectors (issue 7)\n\n"
+        "## Scale run: IVF-PQ over ~6 million pattern vectors\n\n"
         f"`python benchmarks/bench_scale.py` (JSON in `benchmarks/results/scale.json`; "
         f"{payload['total_s'] / 60:.0f} minutes). Machine: {machine_line(payload['machine'])}; "
         f"{payload['threads']} threads for every library. Data: every distinct training "
