@@ -30,7 +30,7 @@ from retgen_ref.lm import RetgenLM, load_corpus
 from retgen_ref.index.store import _records
 from retgen_ref.persist import write_manifest
 
-KILLS = 20
+KILLS = 12
 D, POOL = 8, 20_000
 STORE = {"shard_size": 50, "kind": "hnsw", "M": 6, "ef_construction": 24}
 

@@ -73,7 +73,7 @@ def assert_same_model(online: RetgenLM, batch: RetgenLM, test: np.ndarray) -> No
 
 
 @pytest.mark.slow
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.data_too_large])
 @example(size=1.0, base=0.97, cuts=[0.5], one_call=True)     # the full split, a small update
 @example(size=0.2, base=0.999, cuts=[], one_call=False)      # 150k tokens, 157 added

@@ -114,9 +114,10 @@ def test_every_verdict_is_stable_over_seeds_0_to_9(fast_rows):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2])
-def test_full_runs_at_seeds_1_and_2_give_the_page_s_verdicts(seed):
-    """The page is the full run at seed 0; full runs at seeds 1 and 2 agree with it."""
+@pytest.mark.parametrize("seed", [1])
+def test_a_full_run_at_another_seed_gives_the_page_s_verdicts(seed):
+    """The page is the full run at seed 0; a full run at seed 1 agrees with it (the fast
+    runs check every verdict over all of ``SEEDS``)."""
     rows = [run_claim(claim_id, seed, fast=False) for claim_id in CLAIMS]
     assert summary_rows(rows) == read_summary(THEOREMS.read_text())
 
