@@ -250,6 +250,10 @@ def exact_knn(train, test, k: int, metric: str, block_bytes: int = 2 ** 24):
     is re-scored directly (``Σ (x − q)²``, ``Σ x q``), so no cancellation reaches the
     result. A query whose margin holds more than ``2k`` candidates (many ties) is scored
     directly against the whole base set.
+
+    The same answer as ``retgen_ref.exact.exact_topk`` (float64 order, ties to the smaller
+    id), computed here in plain NumPy on purpose: the ground truth of a benchmark of our
+    indexes should not come from our own kernels.
     """
     if metric not in FILE_METRIC:
         raise ValueError(f"metric {metric!r}; choose one of {sorted(FILE_METRIC)}")
